@@ -1,0 +1,1 @@
+"""orpheus-rtc: streaming Orpheus (SNAC) speech for LiveKit voice agents."""

@@ -1,0 +1,193 @@
+"""The streaming engine: text in, 24 kHz mono s16le PCM out, as an async iterator.
+
+    engine = await OrpheusEngine.start(OrpheusSettings())
+    stream = engine.synthesize("Hello there.", voice="tara")
+    async with contextlib.aclosing(stream):
+        async for pcm in stream:      # bytes, s16le, 24 kHz mono
+            ...
+    stream.metrics                    # TTFB, audio seconds, tokens, invalid tokens...
+
+Closing the stream (or cancelling its consumer) aborts the vLLM request at once. Input is
+validated when ``synthesize`` is called, so callers can reject bad input before streaming.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+
+import torch
+
+from ..settings import OrpheusSettings
+from .decode_stage import DecodeExecutor, StreamDecoder, float_to_pcm16, pcm_from_frames
+from .frames import FrameAssembler, frames_from_tokens
+from .generator import SamplingOptions, TokenGenerator
+from .profiles import ModelProfile, get_profile
+from .prompt import PromptBuilder
+from .snac_codec import SAMPLE_RATE, CodecConfig, SnacCodec, load_snac, resolve_device
+from .text import TextError, audio_token_budget, split_sentences, validate
+from .window_decoder import WindowDecoder
+
+log = logging.getLogger("orpheus.engine")
+
+
+@dataclass
+class SpeechMetrics:
+    request_id: str
+    started_at: float = field(default_factory=time.perf_counter)
+    first_audio_at: float | None = None
+    finished_at: float | None = None
+    audio_samples: int = 0
+    tokens: int = 0
+    frames: int = 0
+    invalid_tokens: int = 0
+    dropped_frames: int = 0
+    sentences: int = 0
+    cancelled: bool = False
+
+    @property
+    def ttfb_s(self) -> float | None:
+        return None if self.first_audio_at is None else self.first_audio_at - self.started_at
+
+    @property
+    def audio_s(self) -> float:
+        return self.audio_samples / SAMPLE_RATE
+
+    @property
+    def elapsed_s(self) -> float:
+        return (self.finished_at or time.perf_counter()) - self.started_at
+
+    @property
+    def rtf(self) -> float | None:
+        """Wall time per second of audio (< 1 is faster than real time)."""
+        return self.elapsed_s / self.audio_s if self.audio_samples else None
+
+    def as_dict(self) -> dict:
+        return dict(request_id=self.request_id, ttfb_s=self.ttfb_s, audio_s=self.audio_s,
+                    elapsed_s=self.elapsed_s, rtf=self.rtf, tokens=self.tokens, frames=self.frames,
+                    invalid_tokens=self.invalid_tokens, dropped_frames=self.dropped_frames,
+                    sentences=self.sentences, cancelled=self.cancelled)
+
+
+class SpeechStream:
+    """Async iterator of PCM chunks (bytes) for one utterance; ``aclose()`` stops generation."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], metrics: SpeechMetrics, sentences: list[str]) -> None:
+        self._chunks = chunks
+        self.metrics = metrics
+        self.sentences = sentences
+
+    def __aiter__(self) -> "SpeechStream":
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self._chunks.__anext__()
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
+
+
+class OrpheusEngine:
+    def __init__(self, settings: OrpheusSettings, generator: TokenGenerator, prompts: PromptBuilder,
+                 codec: SnacCodec, decoder_factory: Callable[[], StreamDecoder] | None = None) -> None:
+        self.settings = settings
+        self.profile: ModelProfile = prompts.profile
+        self.generator = generator
+        self.prompts = prompts
+        self.codec = codec
+        self.decoder_factory = decoder_factory or (lambda: WindowDecoder(codec))
+        self.executor = DecodeExecutor(settings.decode_threads)
+        self.active_streams = 0
+
+    @classmethod
+    async def start(cls, settings: OrpheusSettings | None = None) -> "OrpheusEngine":
+        settings = settings or OrpheusSettings()
+        profile = get_profile(settings.profile)
+        prompts = PromptBuilder.load(settings.tokenizer or settings.model, profile)
+        dtype = torch.bfloat16 if settings.snac_dtype == "bfloat16" else torch.float32
+        codec = SnacCodec(load_snac(settings.snac_model),
+                          CodecConfig(device=resolve_device(settings.device), dtype=dtype))
+        generator = TokenGenerator.start(settings)
+        return cls(settings, generator, prompts, codec)
+
+    @property
+    def voices(self) -> tuple[str, ...]:
+        return self.profile.voices
+
+    @property
+    def default_voice(self) -> str:
+        return self.settings.voice or self.profile.default_voice
+
+    def synthesize(self, text: str, *, voice: str | None = None, options: SamplingOptions | None = None,
+                   request_id: str | None = None) -> SpeechStream:
+        """Validate now (TextError/ValueError), stream later."""
+        clean = validate(text, self.settings.max_input_chars)
+        voice = self.prompts.check_voice(voice or self.default_voice)
+        options = (options or SamplingOptions()).resolved(self.settings)
+        sentences = split_sentences(clean)
+        metrics = SpeechMetrics(request_id=request_id or uuid.uuid4().hex)
+        return SpeechStream(self._speak(sentences, voice, options, metrics), metrics, sentences)
+
+    async def _speak(self, sentences: list[str], voice: str, options: SamplingOptions,
+                     metrics: SpeechMetrics) -> AsyncIterator[bytes]:
+        self.active_streams += 1
+        try:
+            for index, sentence in enumerate(sentences):
+                budget = audio_token_budget(sentence, cap=options.max_tokens)
+                sentence_options = options.model_copy(update={"max_tokens": budget})
+                async with aclosing(self._speak_sentence(sentence, voice, sentence_options,
+                                                         f"{metrics.request_id}-{index}", metrics)) as pcm:
+                    async for chunk in pcm:
+                        yield chunk
+                metrics.sentences += 1
+        except GeneratorExit:
+            metrics.cancelled = True
+            raise
+        finally:
+            metrics.finished_at = time.perf_counter()
+            self.active_streams -= 1
+
+    async def _speak_sentence(self, sentence: str, voice: str, options: SamplingOptions, request_id: str,
+                              metrics: SpeechMetrics) -> AsyncIterator[bytes]:
+        assembler = FrameAssembler()
+        prompt_ids = self.prompts.build(sentence, voice)
+        tokens = self.generator.generate(prompt_ids, options, request_id)
+        try:
+            async with aclosing(tokens), aclosing(frames_from_tokens(tokens, assembler)) as frames, \
+                    aclosing(pcm_from_frames(frames, self.decoder_factory(), self.executor)) as audio:
+                async for samples in audio:
+                    if metrics.first_audio_at is None:
+                        metrics.first_audio_at = time.perf_counter()
+                    metrics.audio_samples += len(samples)
+                    yield float_to_pcm16(samples)
+        finally:
+            stats = assembler.stats
+            metrics.tokens += stats.tokens
+            metrics.frames += stats.frames
+            metrics.invalid_tokens += stats.invalid_tokens
+            metrics.dropped_frames += stats.dropped_frames
+            if stats.invalid_tokens:
+                log.warning("request %s: %d invalid tokens, %d frames dropped", request_id,
+                            stats.invalid_tokens, stats.dropped_frames)
+
+    async def warmup(self) -> None:
+        """One short generation so the first real request pays no start-up cost."""
+        stream = self.synthesize("Hi.", options=SamplingOptions(max_tokens=28))
+        async with aclosing(stream):
+            async for _ in stream:
+                pass
+
+    @property
+    def running_requests(self) -> int:
+        return self.generator.running_requests
+
+    async def aclose(self) -> None:
+        self.executor.shutdown()
+        self.generator.shutdown()
+
+
+__all__ = ["OrpheusEngine", "SpeechStream", "SpeechMetrics", "SamplingOptions", "TextError"]

@@ -1,0 +1,102 @@
+"""Prompt ids -> generated audio token ids, through one shared vLLM ``AsyncLLM``.
+
+Each request is an async generator of token-id batches; closing it (or cancelling the task that
+iterates it) aborts the vLLM request, as ``AsyncLLM.generate`` does on GeneratorExit/CancelledError.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..settings import OrpheusSettings
+from .profiles import END_OF_SPEECH
+
+
+class SamplingOptions(BaseModel):
+    """Per-request sampling; unset fields take the server's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    repetition_penalty: float | None = Field(None, ge=1.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=7, le=65536, description="cap on audio tokens per sentence")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+
+    def resolved(self, settings: OrpheusSettings) -> "SamplingOptions":
+        defaults = {k: getattr(settings, k) for k in SamplingOptions.model_fields}
+        return SamplingOptions(**{**defaults, **self.model_dump(exclude_none=True)})
+
+
+class TokenGenerator:
+    def __init__(self, llm, *, constrain_tokens: bool) -> None:
+        self.llm = llm
+        self.constrain_tokens = constrain_tokens
+
+    @classmethod
+    def start(cls, settings: OrpheusSettings) -> "TokenGenerator":
+        """Build the AsyncLLM from settings (CPU: explicit KV cache size, eager mode)."""
+        # vLLM reads this flag from the environment only.
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if settings.engine_multiprocessing else "0"
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        from .logits import QUALNAME
+
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+        args = AsyncEngineArgs(
+            model=settings.model,
+            tokenizer=settings.tokenizer or settings.model,
+            dtype=settings.dtype,
+            max_model_len=settings.max_model_len,
+            max_num_seqs=settings.max_streams,
+            enforce_eager=settings.enforce_eager,
+            logits_processors=[QUALNAME] if settings.constrain_tokens else None,
+            enable_log_requests=False,
+            disable_log_stats=True,
+            **({"gpu_memory_utilization": settings.gpu_memory_utilization} if on_gpu
+               else {"kv_cache_memory_bytes": int(settings.kv_cache_gib * 2**30)}),
+        )
+        return cls(AsyncLLM.from_engine_args(args), constrain_tokens=settings.constrain_tokens)
+
+    def sampling_params(self, options: SamplingOptions):
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        from .logits import SLOT_CONSTRAINT_ARG
+
+        return SamplingParams(
+            temperature=options.temperature,
+            top_p=options.top_p,
+            repetition_penalty=options.repetition_penalty,
+            max_tokens=options.max_tokens,
+            seed=options.seed,
+            stop_token_ids=[END_OF_SPEECH],
+            output_kind=RequestOutputKind.DELTA,
+            detokenize=False,
+            extra_args={SLOT_CONSTRAINT_ARG: True} if self.constrain_tokens else None,
+        )
+
+    async def generate(self, prompt_ids: list[int], options: SamplingOptions,
+                       request_id: str | None = None) -> AsyncIterator[list[int]]:
+        from vllm.inputs import TokensPrompt
+
+        request_id = request_id or uuid.uuid4().hex
+        params = self.sampling_params(options)
+        async for output in self.llm.generate(TokensPrompt(prompt_token_ids=prompt_ids), params, request_id):
+            token_ids = list(output.outputs[0].token_ids)
+            if token_ids:
+                yield token_ids
+
+    @property
+    def running_requests(self) -> int:
+        return self.llm.output_processor.get_num_unfinished_requests()
+
+    def shutdown(self) -> None:
+        self.llm.shutdown()

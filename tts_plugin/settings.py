@@ -1,0 +1,70 @@
+"""Typed settings: every knob reads ``ORPHEUS_<NAME>`` and has a matching ``--name`` CLI flag."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OrpheusSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORPHEUS_", extra="ignore", protected_namespaces=())
+
+    # Models
+    model: str = Field("canopylabs/orpheus-3b-0.1-ft", description="LM: Hugging Face id or local dir")
+    tokenizer: str | None = Field(None, description="tokenizer id/dir (default: the model's)")
+    snac_model: str = Field(
+        "hubertsiuzdak/snac_24khz",
+        description="SNAC codec id/dir; 'random' = real config, seeded random weights (tests only)",
+    )
+    profile: str = Field("orpheus", description="prompt/voice profile of the LM")
+
+    # Engine (vLLM)
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="device for SNAC decoding")
+    dtype: str = Field("auto", description="vLLM dtype (auto, bfloat16, float16, float32)")
+    kv_cache_gib: float = Field(1.0, description="KV cache size in GiB (CPU); GPU uses memory utilisation")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    max_model_len: int = Field(4096, ge=256)
+    max_streams: int = Field(16, ge=1, description="max concurrent generation requests")
+    enforce_eager: bool = Field(True, description="skip CUDA graphs / torch.compile in vLLM")
+    engine_multiprocessing: bool = Field(
+        False, description="vLLM's V1 multiprocessing (a separate worker process behind the engine core)"
+    )
+    constrain_tokens: bool = Field(
+        True, description="logits processor keeping every token inside its SNAC slot's code range"
+    )
+
+    # Sampling defaults (values users found stable with Orpheus)
+    temperature: float = Field(0.6, ge=0.0, le=2.0)
+    top_p: float = Field(0.8, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(1.1, ge=1.0, le=2.0)
+    max_tokens: int = Field(8192, ge=7, description="cap on audio tokens per sentence")
+    seed: int | None = None
+
+    # Text and audio
+    voice: str | None = Field(None, description="default voice (profile default when unset)")
+    max_input_chars: int = Field(4000, ge=1)
+    decode_threads: int = Field(1, ge=1, description="torch threads for SNAC decoding")
+    snac_dtype: Literal["float32", "bfloat16"] = "float32"
+
+    # Server
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--kebab-name`` flag per settings field; unset flags fall back to env/defaults."""
+    for name, field in OrpheusSettings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if field.annotation is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=field.description)
+        else:
+            parser.add_argument(flag, dest=name, default=None, help=field.description)
+
+
+def settings_from_args(args: argparse.Namespace) -> OrpheusSettings:
+    overrides = {k: v for k, v in vars(args).items() if k in OrpheusSettings.model_fields and v is not None}
+    return OrpheusSettings(**overrides)
