@@ -1,0 +1,1 @@
+"""Runnable apps: the TTS server and the LiveKit agent worker."""

@@ -1,0 +1,39 @@
+"""python -m agent serve | synth | make-test-model | dev | start | console | connect"""
+
+from __future__ import annotations
+
+import sys
+
+WORKER_COMMANDS = {"dev", "start", "console", "connect", "download-files"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv else "--help"
+    if command == "serve":
+        from .server.main import main as serve
+
+        return serve(argv[1:])
+    if command == "synth":
+        from .synth import main as synth
+
+        return synth(argv[1:])
+    if command == "make-test-model":
+        from .make_test_model import main as make_test_model
+
+        return make_test_model(argv[1:])
+    if command in WORKER_COMMANDS:
+        from .worker import main as worker
+
+        return worker(argv)
+    print(__doc__.strip() + "\n\n"
+          "  serve            TTS server: HTTP/WebSocket API, WebRTC listener, web page\n"
+          "  synth            text -> WAV file, prints latency and real-time factor\n"
+          "  make-test-model  write the tiny random-weight Orpheus-layout model (tests)\n"
+          "  dev|start|console|connect  LiveKit agent worker (livekit-agents CLI)",
+          file=sys.stderr)
+    return 0 if command in {"-h", "--help"} else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""Shared fixtures. One tiny model and one in-process engine per test session (2 cores only)."""
+
+pytest_plugins = ["tests.fixtures.models", "tests.fixtures.engine"]
