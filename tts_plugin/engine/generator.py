@@ -99,4 +99,7 @@ class TokenGenerator:
         return self.llm.output_processor.get_num_unfinished_requests()
 
     def shutdown(self) -> None:
-        self.llm.shutdown()
+        # Drop our reference too, so AsyncLLM.__del__ runs now rather than at interpreter teardown.
+        llm, self.llm = self.llm, None
+        if llm is not None:
+            llm.shutdown()

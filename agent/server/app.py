@@ -1,0 +1,68 @@
+"""The FastAPI app: one engine for the process's life, the API routers, the listener page."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from tts_plugin.engine.engine import OrpheusEngine
+
+from . import http_api, rtc, ws_api
+from .config import ServerSettings
+from .errors import BodySizeLimit, install_error_handlers
+from .rtc import RtcListeners
+from .state import ServerState
+
+log = logging.getLogger("orpheus.server")
+
+
+class WebPage(StaticFiles):
+    """The page's own files only; ``node_modules`` stays private except livekit-client's dist."""
+
+    async def get_response(self, path: str, scope):
+        if Path(path).parts[:1] in (("node_modules",), ("package.json",), ("package-lock.json",)):
+            raise HTTPException(404, "not found")
+        return await super().get_response(path, scope)
+
+
+def create_app(settings: ServerSettings, engine: OrpheusEngine | None = None) -> FastAPI:
+    """With ``engine`` None, the lifespan starts one from settings (and closes it at shutdown)."""
+    state = ServerState(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        owned = engine is None
+        log.info("loading model %s", settings.model)
+        loaded = await OrpheusEngine.start(settings) if owned else engine
+        if settings.warmup:
+            await loaded.warmup()
+        state.engine = loaded
+        state.rtc = RtcListeners(state)
+        log.info("ready: voices %s", ", ".join(loaded.voices))
+        try:
+            yield
+        finally:
+            await state.rtc.aclose()
+            state.engine = None
+            if owned:
+                await loaded.aclose()
+
+    app = FastAPI(title="orpheus-rtc TTS", version="0.1.0", lifespan=lifespan,
+                  description="Streaming Orpheus speech: OpenAI-compatible HTTP, SSE, WebSocket, WebRTC.")
+    app.state.server = state
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.include_router(http_api.router)
+    app.include_router(ws_api.router)
+    app.include_router(rtc.router)
+    vendor = settings.web_dir / "node_modules" / "livekit-client" / "dist"
+    if vendor.is_dir():
+        app.mount("/vendor/livekit-client", StaticFiles(directory=vendor), name="livekit-client")
+    if settings.web_dir.is_dir():
+        app.mount("/", WebPage(directory=settings.web_dir, html=True), name="web")
+    return app

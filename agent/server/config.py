@@ -1,0 +1,46 @@
+"""Server settings: the engine's ``OrpheusSettings`` plus what only the server needs.
+
+Same rule as the engine: every field reads ``ORPHEUS_<NAME>`` and has a ``--kebab-name`` flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pydantic import Field
+
+from tts_plugin.settings import OrpheusSettings, add_settings_arguments
+
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+
+class ServerSettings(OrpheusSettings):
+    warmup: bool = Field(True, description="one short generation at start-up, before /health says ok")
+    max_request_bytes: int = Field(1 << 20, ge=1024, description="largest HTTP request body accepted")
+    max_ws_message_bytes: int = Field(1 << 20, ge=1024, description="largest WebSocket message accepted")
+    rtc_max_listeners: int = Field(32, ge=1, description="WebRTC listeners at once")
+    rtc_loopback_candidates: bool = Field(
+        True, description="offer 127.0.0.1 ICE candidates too (aioice skips loopback; needed on a loopback-only host)"
+    )
+    web_dir: Path = Field(WEB_DIR, description="directory of the listener page")
+
+
+_SERVER_ONLY = [name for name in ServerSettings.model_fields if name not in OrpheusSettings.model_fields]
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    add_settings_arguments(parser)
+    for name in _SERVER_ONLY:
+        field = ServerSettings.model_fields[name]
+        flag = "--" + name.replace("_", "-")
+        if field.annotation is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=field.description)
+        else:
+            parser.add_argument(flag, dest=name, default=None, help=field.description)
+
+
+def server_settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    overrides = {k: v for k, v in vars(args).items() if k in ServerSettings.model_fields and v is not None}
+    return ServerSettings(**overrides)

@@ -1,0 +1,92 @@
+"""Errors as clear 4xx JSON in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
+
+FastAPI's default 422 lists pydantic internals; clients get one readable sentence per problem here.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, *, code: str = "invalid_request", param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+
+
+def error_body(message: str, *, code: str, param: str | None = None, kind: str = "invalid_request_error") -> dict:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def describe_validation_error(err: dict) -> tuple[str, str | None]:
+    """One pydantic error -> ("field: reason", field)."""
+    loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+    field = ".".join(loc) or None
+    kind = err.get("type", "")
+    if kind == "json_invalid":
+        return f"malformed JSON: {err.get('ctx', {}).get('error', 'cannot parse the body')}", None
+    if kind == "missing":
+        return f"{field}: field required", field
+    if kind == "extra_forbidden":
+        return f"{field}: unknown field", field
+    if kind in ("model_attributes_type", "dict_type") and not loc:
+        return "the body must be a JSON object", None
+    message = err.get("msg", "invalid value").removeprefix("Value error, ")
+    return (f"{field}: {message}" if field else message), field
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        kind = "server_error" if exc.status >= 500 else "invalid_request_error"
+        return JSONResponse(error_body(exc.message, code=exc.code, param=exc.param, kind=kind), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        described = [describe_validation_error(e) for e in exc.errors()]
+        message = "; ".join(m for m, _ in described) or "invalid request"
+        param = next((p for _, p in described if p), None)
+        return JSONResponse(error_body(message, code="bad_request", param=param), status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(error_body(str(exc.detail), code=f"http_{exc.status_code}"),
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+class BodySizeLimit:
+    """Refuse request bodies over ``max_bytes`` (413) before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._reject(send)
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise ApiError(413, f"request body is larger than {self.max_bytes} bytes", code="too_large")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    async def _reject(self, send: Send) -> None:
+        import json
+
+        body = json.dumps(error_body(f"request body is larger than {self.max_bytes} bytes", code="too_large")).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,176 @@
+"""HTTP endpoints: OpenAI-compatible speech, raw PCM stream, SSE, health, voices, metrics.
+
+Every speech response streams as audio is generated. Input is validated before the response
+starts, so bad requests get a 4xx with a reason; a client that disconnects cancels the response
+task, which closes the engine stream and aborts its vLLM request.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from .audio_formats import CHANNELS, MEDIA_TYPES, SAMPLE_RATE, make_encoder
+from .errors import ApiError
+from .speech_request import SpeechRequest
+from .state import ServerState
+
+log = logging.getLogger("orpheus.server.http")
+
+router = APIRouter()
+
+PCM_HEADERS = {
+    "X-Sample-Rate": str(SAMPLE_RATE),
+    "X-Channels": str(CHANNELS),
+    "X-Sample-Format": "s16le",
+}
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _state(request: Request) -> ServerState:
+    return request.app.state.server
+
+
+def _start(state: ServerState, body: SpeechRequest, transport: str):
+    if not state.ready:
+        raise ApiError(503, "model is still loading", code="not_ready")
+    try:
+        return body.start(state.engine, request_id=f"{transport}-{uuid.uuid4().hex[:12]}")
+    except ValueError as exc:  # TextError is a ValueError: empty/oversized input, unknown voice
+        state.metrics.error(transport, "bad_request")
+        raise ApiError(400, str(exc), param=_param_of(str(exc))) from None
+
+
+def _param_of(message: str) -> str | None:
+    return "voice" if "voice" in message else "input"
+
+
+async def _encoded(state: ServerState, stream, response_format: str, transport: str) -> AsyncIterator[bytes]:
+    encoder = make_encoder(response_format)
+    try:
+        async for pcm in state.metrics.observe(stream, transport):
+            out = encoder.feed(pcm)
+            if out:
+                yield out
+        tail = encoder.finish()
+        if tail:
+            yield tail
+    except Exception:  # mid-stream engine fault: headers are gone, so end the body and log it
+        log.exception("stream %s failed", stream.metrics.request_id)
+    finally:
+        getattr(encoder, "close", lambda: None)()
+
+
+def _sse(event: str, data: dict) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+async def _openai_sse(state: ServerState, stream) -> AsyncIterator[bytes]:
+    """OpenAI's `stream_format: "sse"`: speech.audio.delta events (base64 PCM), then speech.audio.done."""
+    try:
+        async for pcm in state.metrics.observe(stream, "openai_sse"):
+            yield f"data: {json.dumps({'type': 'speech.audio.delta', 'audio': base64.b64encode(pcm).decode()})}\n\n".encode()
+        done = {"type": "speech.audio.done", "usage": {"input_tokens": 0, "output_tokens": stream.metrics.tokens,
+                                                        "total_tokens": stream.metrics.tokens}}
+        yield f"data: {json.dumps(done)}\n\n".encode()
+    except Exception as exc:  # noqa: BLE001
+        log.exception("stream %s failed", stream.metrics.request_id)
+        yield f"data: {json.dumps({'type': 'error', 'error': {'message': str(exc)}})}\n\n".encode()
+
+
+@router.post("/v1/audio/speech", tags=["speech"],
+             responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}})
+async def create_speech(body: SpeechRequest, request: Request) -> StreamingResponse:
+    """OpenAI-compatible speech. `response_format`: pcm (s16le 24 kHz mono), wav, opus (Ogg), mp3, flac, aac."""
+    state = _state(request)
+    stream = _start(state, body, "openai")
+    if body.stream_format == "sse":
+        return StreamingResponse(_openai_sse(state, stream), media_type="text/event-stream", headers=SSE_HEADERS)
+    headers = PCM_HEADERS if body.response_format == "pcm" else {}
+    return StreamingResponse(_encoded(state, stream, body.response_format, "openai"),
+                             media_type=MEDIA_TYPES[body.response_format], headers=headers)
+
+
+@router.post("/v1/audio/speech/stream", tags=["speech"],
+             responses={200: {"content": {"audio/pcm": {}}, "description": "raw s16le 24 kHz mono PCM"}})
+async def stream_pcm(body: SpeechRequest, request: Request) -> StreamingResponse:
+    """Raw PCM s16le, 24 kHz, mono, streamed; the format is repeated in X-Sample-* headers."""
+    state = _state(request)
+    if "response_format" in body.model_fields_set and body.response_format != "pcm":
+        raise ApiError(400, "this endpoint streams raw PCM only; use /v1/audio/speech for other formats",
+                       param="response_format")
+    stream = _start(state, body, "pcm")
+    return StreamingResponse(_encoded(state, stream, "pcm", "pcm"),
+                             media_type="audio/pcm;rate=24000;channels=1;format=s16le", headers=PCM_HEADERS)
+
+
+@router.post("/v1/audio/speech/sse", tags=["speech"],
+             responses={200: {"content": {"text/event-stream": {}}}})
+async def stream_sse(body: SpeechRequest, request: Request) -> StreamingResponse:
+    """Server-Sent Events: `audio` {seq, audio: base64 PCM s16le 24 kHz mono}, `metrics`, `done`, `error`."""
+    state = _state(request)
+    stream = _start(state, body, "sse")
+
+    async def events() -> AsyncIterator[bytes]:
+        seq = 0
+        try:
+            async for pcm in state.metrics.observe(stream, "sse"):
+                yield _sse("audio", {"seq": seq, "audio": base64.b64encode(pcm).decode(), "samples": len(pcm) // 2})
+                seq += 1
+            yield _sse("metrics", _metrics_payload(stream.metrics))
+            yield _sse("done", {"chunks": seq, "request_id": stream.metrics.request_id})
+        except Exception as exc:  # noqa: BLE001 - reported to the client as an event
+            log.exception("stream %s failed", stream.metrics.request_id)
+            yield _sse("error", {"code": "engine_error", "message": str(exc)})
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def _metrics_payload(m) -> dict:
+    return {
+        "request_id": m.request_id,
+        "ttfb_ms": None if m.ttfb_s is None else round(m.ttfb_s * 1000, 1),
+        "audio_s": round(m.audio_s, 4),
+        "rtf": None if m.rtf is None else round(m.rtf, 4),
+        "elapsed_s": round(m.elapsed_s, 4),
+        "tokens": m.tokens,
+        "sentences": m.sentences,
+        "invalid_tokens": m.invalid_tokens,
+    }
+
+
+@router.get("/health", tags=["info"])
+async def health(request: Request) -> JSONResponse:
+    state = _state(request)
+    body = {
+        "status": "ok" if state.ready else "loading",
+        "model_loaded": state.ready,
+        "model": state.settings.model,
+        "active_streams": state.engine.active_streams if state.engine else 0,
+        "running_requests": state.engine.running_requests if state.engine else 0,
+        "rtc_listeners": state.rtc.listener_count if state.rtc else 0,
+    }
+    return JSONResponse(body, status_code=200 if state.ready else 503)
+
+
+@router.get("/v1/voices", tags=["info"])
+async def voices(request: Request) -> dict:
+    state = _state(request)
+    if not state.ready:
+        raise ApiError(503, "model is still loading", code="not_ready")
+    return {"voices": list(state.engine.voices), "default": state.engine.default_voice}
+
+
+@router.get("/metrics", tags=["info"])
+async def prometheus_metrics(request: Request) -> Response:
+    state = _state(request)
+    return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+
+__all__ = ["router", "PCM_HEADERS"]

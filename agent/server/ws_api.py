@@ -1,0 +1,345 @@
+"""WebSocket ``/v1/audio/speech/stream/ws``: segments of speech on one connection.
+
+Client -> server (JSON text frames):
+  {"type":"speak","segment_id":"s1","text":"...","voice":"tara","continue":false, <sampling>}
+  {"input":"...","voice":"tara","continue":true,"segment_id":"s1"}   (orpheus-streaming shape)
+  {"type":"cancel","segment_id":"s1"}    {"type":"ping"}
+Server -> client: {"type":"start",...}, binary PCM s16le 24 kHz mono, {"type":"metrics",...},
+  {"type":"end","segment_id":..,"cancelled":bool}, {"type":"pong"}, {"type":"error","code","message"}.
+
+Two tasks per connection: the reader answers control messages at once (cancel, ping) and queues
+text; the speaker works through segments in order. Binary frames between start(X) and end(X)
+belong to X. The connection survives every client error; a disconnect cancels the generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tts_plugin.engine.generator import SamplingOptions
+from tts_plugin.engine.text import TextError, normalize, split_sentences, validate
+
+from .audio_formats import CHANNELS, SAMPLE_RATE
+from .errors import describe_validation_error
+from .state import ServerState
+
+log = logging.getLogger("orpheus.server.ws")
+
+router = APIRouter()
+
+RECENT_SEGMENTS = 64  # finished segment ids remembered so a late cancel is not an error
+
+
+class SpeakMessage(BaseModel):
+    """``type: "speak"`` or the orpheus-streaming shape (``input`` instead of ``text``, no type)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    type: str = "speak"
+    segment_id: str | None = Field(None, min_length=1, max_length=128)
+    text: str | None = None
+    input: str | None = None
+    voice: str | None = Field(None, max_length=64)
+    continue_: bool = Field(False, alias="continue")
+    temperature: float | None = SamplingOptions.model_fields["temperature"]
+    top_p: float | None = SamplingOptions.model_fields["top_p"]
+    repetition_penalty: float | None = SamplingOptions.model_fields["repetition_penalty"]
+    max_tokens: int | None = SamplingOptions.model_fields["max_tokens"]
+    seed: int | None = SamplingOptions.model_fields["seed"]
+
+    @property
+    def spoken_text(self) -> str:
+        return self.text if self.text is not None else (self.input or "")
+
+    def sampling(self) -> SamplingOptions:
+        return SamplingOptions(**{k: getattr(self, k) for k in SamplingOptions.model_fields})
+
+
+class CancelMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    segment_id: str | None = None
+
+
+class ClientError(Exception):
+    def __init__(self, code: str, message: str, segment_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.segment_id = code, message, segment_id
+
+
+@dataclass
+class Segment:
+    id: str
+    voice: str
+    options: SamplingOptions
+    received_at: float = field(default_factory=time.perf_counter)
+    pieces: asyncio.Queue = field(default_factory=asyncio.Queue)  # str pieces, None = no more text
+    closed: bool = False
+    cancelled: bool = False
+    buffered_chars: int = 0
+    task: asyncio.Task | None = None
+
+    def push(self, text: str) -> None:
+        if text:
+            self.buffered_chars += len(text)
+            self.pieces.put_nowait(text)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.pieces.put_nowait(None)
+
+
+@dataclass
+class SegmentStats:
+    first_audio_at: float | None = None
+    audio_samples: int = 0
+    tokens: int = 0
+    sentences: int = 0
+    invalid_tokens: int = 0
+
+
+class SpeechSocket:
+    def __init__(self, ws: WebSocket, state: ServerState) -> None:
+        self.ws = ws
+        self.state = state
+        self.engine = state.engine
+        self.queue: asyncio.Queue[Segment] = asyncio.Queue()
+        self.open_segment: Segment | None = None  # receiving text with continue:true
+        self.current: Segment | None = None  # being spoken
+        self.pending: dict[str, Segment] = {}  # queued, not started
+        self.finished: list[str] = []
+        self._send_lock = asyncio.Lock()
+        self._auto_ids = itertools.count(1)
+
+    # ---- sending
+    async def send_json(self, payload: dict) -> None:
+        async with self._send_lock:
+            await self.ws.send_text(json.dumps(payload))
+
+    async def send_audio(self, pcm: bytes) -> None:
+        async with self._send_lock:
+            await self.ws.send_bytes(pcm)
+
+    async def send_error(self, code: str, message: str, segment_id: str | None = None) -> None:
+        self.state.metrics.error("ws", code)
+        await self.send_json({"type": "error", "segment_id": segment_id, "code": code, "message": message})
+
+    # ---- lifecycle
+    async def run(self) -> None:
+        speaker = asyncio.create_task(self._speaker(), name="ws-speaker")
+        try:
+            await self._reader()
+        finally:
+            if self.current and self.current.task:
+                self.current.task.cancel()
+            speaker.cancel()
+            await asyncio.gather(speaker, return_exceptions=True)
+
+    async def _reader(self) -> None:
+        limit = self.state.settings.max_ws_message_bytes
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            try:
+                if message.get("text") is None:
+                    raise ClientError("bad_request", "binary frames are not accepted; send JSON text frames")
+                if len(message["text"]) > limit:
+                    raise ClientError("too_large", f"message is larger than {limit} bytes")
+                await self._handle(_parse(message["text"]))
+            except ClientError as err:
+                await self.send_error(err.code, err.message, err.segment_id)
+
+    async def _handle(self, data: dict) -> None:
+        kind = data.get("type")
+        if kind is None and ("input" in data or "text" in data):
+            kind = "speak"  # orpheus-streaming clients send no type
+        if kind == "ping":
+            await self.send_json({"type": "pong", **({"id": data["id"]} if "id" in data else {})})
+        elif kind == "speak":
+            self._speak(_validated(SpeakMessage, data))
+        elif kind == "cancel":
+            self._cancel(_validated(CancelMessage, data).segment_id)
+        elif kind is None:
+            raise ClientError("bad_request", 'message needs a "type" (speak, cancel, ping) or an "input"')
+        else:
+            raise ClientError("unknown_type", f"unknown message type {kind!r}; expected speak, cancel or ping")
+
+    # ---- speak / cancel (reader side: never waits on the engine)
+    def _speak(self, msg: SpeakMessage) -> None:
+        if not self.state.ready:
+            raise ClientError("not_ready", "model is still loading", msg.segment_id)
+        text = msg.spoken_text
+        max_chars = self.state.settings.max_input_chars
+        seg = self.open_segment
+        if seg is not None and msg.segment_id not in (None, seg.id):
+            seg.close()  # a new segment id ends the one still open
+            self.open_segment = seg = None
+        if seg is None:
+            seg = self._new_segment(msg, text)
+        if seg.buffered_chars + len(text) > max_chars:
+            raise ClientError("too_large", f"segment text exceeds {max_chars} characters", seg.id)
+        seg.push(text)
+        if msg.continue_:
+            self.open_segment = seg
+        else:
+            seg.close()
+            self.open_segment = None
+
+    def _new_segment(self, msg: SpeakMessage, text: str) -> Segment:
+        segment_id = msg.segment_id or f"seg-{next(self._auto_ids)}"
+        if segment_id in self.pending or (self.current and self.current.id == segment_id):
+            raise ClientError("bad_request", f"segment {segment_id!r} is already in progress", segment_id)
+        try:
+            voice = self.engine.prompts.check_voice(msg.voice or self.engine.default_voice)
+            if not msg.continue_:
+                validate(text, self.state.settings.max_input_chars)  # whole text known: reject now
+        except ValueError as exc:
+            raise ClientError("bad_request", str(exc), segment_id) from None
+        seg = Segment(segment_id, voice, msg.sampling())
+        self.pending[segment_id] = seg
+        self.queue.put_nowait(seg)
+        return seg
+
+    def _cancel(self, segment_id: str | None) -> None:
+        current = self.current
+        if current and segment_id in (None, current.id):
+            target = current
+        elif segment_id in self.pending:
+            target = self.pending[segment_id]
+        elif segment_id is None or segment_id in self.finished:
+            return  # nothing playing, or a cancel that crossed the segment's end: not an error
+        else:
+            raise ClientError("unknown_segment", f"no segment {segment_id!r} to cancel", segment_id)
+        target.cancelled = True
+        target.close()
+        if self.open_segment is target:
+            self.open_segment = None
+        if target.task:
+            target.task.cancel()  # closes the engine stream -> the vLLM request is aborted
+
+    # ---- speaker side
+    async def _speaker(self) -> None:
+        while True:
+            seg = await self.queue.get()
+            self.pending.pop(seg.id, None)
+            if seg.cancelled:
+                await self.send_json({"type": "end", "segment_id": seg.id, "cancelled": True})
+                self._remember(seg.id)
+                continue
+            self.current = seg
+            stats = SegmentStats()
+            seg.task = asyncio.create_task(self._speak_segment(seg, stats), name=f"ws-segment-{seg.id}")
+            await asyncio.wait([seg.task])
+            cancelled = seg.cancelled or seg.task.cancelled()
+            if not seg.task.cancelled() and seg.task.exception() is not None:
+                exc = seg.task.exception()
+                if isinstance(exc, (WebSocketDisconnect, RuntimeError)):  # client went away mid-send
+                    return
+                log.error("segment %s failed", seg.id, exc_info=exc)
+                await self.send_error("engine_error", str(exc), seg.id)
+            if not cancelled:
+                await self.send_json(self._metrics(seg, stats))
+            self.current = None
+            self._remember(seg.id)
+            await self.send_json({"type": "end", "segment_id": seg.id, "cancelled": cancelled})
+
+    async def _speak_segment(self, seg: Segment, stats: SegmentStats) -> None:
+        started = max(seg.received_at, time.perf_counter())
+        seg.received_at = started
+        await self.send_json({"type": "start", "segment_id": seg.id, "sample_rate": SAMPLE_RATE,
+                              "channels": CHANNELS, "format": "pcm_s16le"})
+        buffer = ""
+        while True:
+            piece = await seg.pieces.get()
+            done = piece is None
+            buffer += piece or ""
+            while not seg.pieces.empty() and not done:  # take everything already sent
+                nxt = seg.pieces.get_nowait()
+                done = nxt is None
+                buffer += nxt or ""
+            ready, buffer = _complete_sentences(buffer, final=done)
+            if ready:
+                await self._say(seg, " ".join(ready), stats)
+            if done:
+                if seg.buffered_chars == 0:
+                    await self.send_error("bad_request", "input is empty: the segment ended with no text", seg.id)
+                return
+
+    async def _say(self, seg: Segment, text: str, stats: SegmentStats) -> None:
+        try:
+            stream = self.engine.synthesize(text, voice=seg.voice, options=seg.options,
+                                            request_id=f"ws-{seg.id}-{uuid.uuid4().hex[:8]}")
+        except ValueError as exc:  # e.g. a piece holding only tags: report it, keep the segment going
+            await self.send_error("bad_request", str(exc), seg.id)
+            return
+        try:
+            async for pcm in self.state.metrics.observe(stream, "ws"):
+                if stats.first_audio_at is None:
+                    stats.first_audio_at = time.perf_counter()
+                stats.audio_samples += len(pcm) // 2
+                await self.send_audio(pcm)
+        finally:
+            stats.tokens += stream.metrics.tokens
+            stats.sentences += stream.metrics.sentences
+            stats.invalid_tokens += stream.metrics.invalid_tokens
+
+    def _metrics(self, seg: Segment, stats: SegmentStats) -> dict:
+        elapsed = time.perf_counter() - seg.received_at
+        audio_s = stats.audio_samples / SAMPLE_RATE
+        ttfb = None if stats.first_audio_at is None else stats.first_audio_at - seg.received_at
+        return {"type": "metrics", "segment_id": seg.id,
+                "ttfb_ms": None if ttfb is None else round(ttfb * 1000, 1),
+                "audio_s": round(audio_s, 4), "elapsed_s": round(elapsed, 4),
+                "rtf": round(elapsed / audio_s, 4) if audio_s else None,
+                "tokens": stats.tokens, "sentences": stats.sentences, "invalid_tokens": stats.invalid_tokens}
+
+    def _remember(self, segment_id: str) -> None:
+        self.finished.append(segment_id)
+        del self.finished[:-RECENT_SEGMENTS]
+
+
+def _complete_sentences(buffer: str, *, final: bool) -> tuple[list[str], str]:
+    """Split buffered text; keep the last sentence back until more text (or the end) shows it is whole."""
+    if not normalize(buffer):
+        return [], "" if final else buffer
+    sentences = split_sentences(normalize(buffer))
+    if final:
+        return sentences, ""
+    rest = sentences.pop()
+    return sentences, rest + (" " if buffer[-1:].isspace() else "")
+
+
+def _parse(text: str) -> dict:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ClientError("bad_json", f"malformed JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(data, dict):
+        raise ClientError("bad_request", "each message must be a JSON object")
+    return data
+
+
+def _validated(model: type[BaseModel], data: dict):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        reasons = "; ".join(describe_validation_error(e)[0] for e in exc.errors())
+        segment_id = data.get("segment_id") if isinstance(data.get("segment_id"), str) else None
+        raise ClientError("bad_request", reasons, segment_id) from None
+
+
+@router.websocket("/v1/audio/speech/stream/ws")
+async def speech_socket(ws: WebSocket) -> None:
+    await ws.accept()
+    await SpeechSocket(ws, ws.app.state.server).run()

@@ -1,0 +1,65 @@
+"""python -m agent synth --text "..." [--voice tara] --out out.wav   (text also from stdin)
+
+Writes 24 kHz mono 16-bit WAV as the audio streams in, then prints one JSON line with the
+first-audio latency, audio seconds and real-time factor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from contextlib import aclosing
+
+import numpy as np
+import soundfile
+
+from tts_plugin.engine.engine import OrpheusEngine
+from tts_plugin.engine.profiles import get_profile
+from tts_plugin.engine.snac_codec import SAMPLE_RATE
+from tts_plugin.engine.text import TextError, validate
+from tts_plugin.settings import add_settings_arguments, settings_from_args
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m agent synth", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--text", help="text to speak (default: read stdin)")
+    parser.add_argument("--out", required=True, help="output WAV path")
+    add_settings_arguments(parser)  # --voice, --model, --snac-model, --temperature, ...
+    return parser.parse_args(argv)
+
+
+async def synthesize_to_wav(args: argparse.Namespace, text: str) -> dict:
+    settings = settings_from_args(args)
+    # Refuse bad input before paying for the engine's start-up.
+    validate(text, settings.max_input_chars)
+    voices = get_profile(settings.profile).voices
+    if settings.voice and settings.voice not in voices:
+        raise ValueError(f"unknown voice {settings.voice!r}; voices: {', '.join(voices)}")
+    engine = await OrpheusEngine.start(settings)
+    try:
+        stream = engine.synthesize(text, voice=settings.voice)
+        with soundfile.SoundFile(args.out, "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16") as wav:
+            async with aclosing(stream):
+                async for pcm in stream:
+                    wav.write(np.frombuffer(pcm, dtype="<i2"))
+        m = stream.metrics
+        return {"out": args.out, "first_audio_ms": None if m.ttfb_s is None else round(m.ttfb_s * 1000, 1),
+                "audio_s": round(m.audio_s, 3), "rtf": None if m.rtf is None else round(m.rtf, 3),
+                "sentences": m.sentences, "frames": m.frames, "invalid_tokens": m.invalid_tokens}
+    finally:
+        await engine.aclose()
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    text = args.text if args.text is not None else sys.stdin.read()
+    try:
+        result = asyncio.run(synthesize_to_wav(args, text))
+    except (TextError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0

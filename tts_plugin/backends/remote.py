@@ -1,0 +1,225 @@
+"""The TTS server as a backend, over its WebSocket ``/v1/audio/speech/stream/ws``.
+
+One stream = one segment with a fresh id. LLM tokens go to the server as they arrive
+(``continue: true``); the server speaks each sentence as soon as it is complete, and the stream's
+end sends ``continue: false``. Binary frames count only between ``start`` and ``end`` of this
+stream's segment id, so audio of an interrupted turn is never played, even on a reused socket.
+An interrupted stream sends ``cancel`` (the server stops generating at once) and its socket is
+dropped; sockets of streams that finished cleanly go back to the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from contextlib import suppress
+from typing import Any
+
+import aiohttp
+
+from livekit.agents import APIConnectionError, APIConnectOptions, APIStatusError, APITimeoutError, utils
+
+from ..log import logger
+from .base import SpeakOptions, SpeechBackend
+from .sentences import SentenceBuffer
+
+WS_PATH = "/v1/audio/speech/stream/ws"
+SAMPLE_RATE = 24000
+
+# Server error codes -> HTTP-like status for APIStatusError (4xx: the request is at fault, never retried).
+_STATUS_BY_CODE = {
+    "bad_request": 400, "invalid_request": 400, "invalid_text": 400, "invalid_voice": 400,
+    "unknown_voice": 400, "text_too_long": 400, "too_large": 413, "busy": 503,
+    "overloaded": 503, "not_ready": 503, "unavailable": 503,
+}
+
+
+def ws_url(base_url: str) -> str:
+    """``http://host:8000`` (or ws://, https://, wss://) -> the streaming WebSocket URL."""
+    base = base_url.rstrip("/")
+    for http, ws in (("https://", "wss://"), ("http://", "ws://")):
+        if base.startswith(http):
+            base = ws + base[len(http):]
+    if not base.startswith(("ws://", "wss://")):
+        base = "ws://" + base
+    return base + WS_PATH
+
+
+class ServerBackend(SpeechBackend):
+    def __init__(self, base_url: str, *, http_session: aiohttp.ClientSession | None = None,
+                 max_session_duration: float = 300.0) -> None:
+        self._url = ws_url(base_url)
+        self._session = http_session
+        self._owns_session = False
+        self._closing: set[asyncio.Task[Any]] = set()
+        self._pool = utils.ConnectionPool[aiohttp.ClientWebSocketResponse](
+            connect_cb=self._connect_ws,
+            close_cb=self._close_ws,
+            max_session_duration=max_session_duration,
+            mark_refreshed_on_get=True,
+        )
+
+    @property
+    def model(self) -> str:
+        return "orpheus"
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            try:
+                self._session = utils.http_context.http_session()
+            except RuntimeError:  # outside an agent job (scripts, tests): our own session
+                self._session = aiohttp.ClientSession()
+                self._owns_session = True
+        return self._session
+
+    async def _connect_ws(self, timeout: float) -> aiohttp.ClientWebSocketResponse:
+        try:
+            return await asyncio.wait_for(
+                self._ensure_session().ws_connect(self._url, max_msg_size=0, heartbeat=30.0), timeout)
+        except asyncio.TimeoutError as e:
+            raise APITimeoutError(f"timed out connecting to the TTS server at {self._url}") from e
+        except aiohttp.WSServerHandshakeError as e:
+            raise APIStatusError(f"the TTS server refused the WebSocket: {e.message}",
+                                 status_code=e.status) from e
+        except aiohttp.ClientError as e:
+            raise APIConnectionError(f"cannot connect to the TTS server at {self._url}: {e}") from e
+
+    async def _close_ws(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        await ws.close()
+
+    def prewarm(self) -> None:
+        self._pool.prewarm()
+
+    async def speak(
+        self,
+        text: AsyncIterable[str],
+        opts: SpeakOptions,
+        *,
+        segment_id: str,
+        conn_options: APIConnectOptions,
+        on_text_sent: Callable[[], None],
+    ) -> AsyncIterator[bytes]:
+        tokens = aiter(text)
+        first = await _first_words(tokens)
+        if first is None:
+            return  # nothing to say: no socket, no segment
+
+        async with self._pool.connection(timeout=conn_options.timeout) as ws:
+            audio = utils.aio.Chan[bytes]()
+            input_done = asyncio.Event()
+            send = asyncio.create_task(
+                self._send_text(ws, first, tokens, opts, segment_id, on_text_sent, input_done),
+                name="orpheus-ws-send")
+            recv = asyncio.create_task(
+                self._recv_audio(ws, segment_id, audio, input_done, conn_options.timeout),
+                name="orpheus-ws-recv")
+            # The audio channel closes when this segment ends, or when either side fails.
+            def on_done(task: asyncio.Task[None]) -> None:
+                if task is recv or task.cancelled() or task.exception() is not None:
+                    audio.close()
+
+            send.add_done_callback(on_done)
+            recv.add_done_callback(on_done)
+            finished = False
+            try:
+                async for pcm in audio:
+                    yield pcm
+                for task in (send, recv):
+                    if task.done() and not task.cancelled() and (error := task.exception()):
+                        raise error
+                finished = True
+            finally:
+                if not finished:  # interrupted or failed; the pool drops this socket on the way out
+                    await self._abandon(ws, segment_id)
+                await utils.aio.gracefully_cancel(send, recv)
+                for task in (send, recv):  # mark errors seen, raised or not
+                    if not task.cancelled():
+                        task.exception()
+
+    async def _send_text(self, ws: aiohttp.ClientWebSocketResponse, first: str, tokens: AsyncIterator[str],
+                         opts: SpeakOptions, segment_id: str, on_text_sent: Callable[[], None],
+                         input_done: asyncio.Event) -> None:
+        base = {"type": "speak", "segment_id": segment_id, "voice": opts.voice, **opts.sampling()}
+        # The server splits sentences itself; the same splitter here tells when the first
+        # sentence is complete, i.e. when the engine starts on it (TTFB starts there).
+        sentences = SentenceBuffer()
+
+        async def send(piece: str, more: bool) -> None:
+            await ws.send_str(json.dumps({**base, "text": piece, "continue": more}))
+            if sentences.push(piece) or not more:
+                on_text_sent()
+
+        try:
+            await send(first, True)
+            async for token in tokens:
+                if token:
+                    await send(token, True)
+            await send("", False)
+        except (aiohttp.ClientError, ConnectionError) as e:
+            raise APIConnectionError(f"lost the TTS server connection while sending: {e}") from e
+        input_done.set()
+
+    async def _recv_audio(self, ws: aiohttp.ClientWebSocketResponse, segment_id: str, audio: utils.aio.Chan[bytes],
+                          input_done: asyncio.Event, timeout: float) -> None:
+        ours = False  # between start(segment_id) and end(segment_id)
+        while True:
+            try:
+                msg = await ws.receive(timeout=timeout)
+            except asyncio.TimeoutError:
+                if input_done.is_set():
+                    raise APITimeoutError(f"the TTS server sent nothing for {timeout:.0f} s") from None
+                continue  # still waiting for the LLM's text: silence is expected
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                if ours:
+                    audio.send_nowait(msg.data)
+                continue
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                raise APIConnectionError(f"the TTS server closed the connection ({msg.type.name})")
+            event = json.loads(msg.data)
+            kind, sid = event.get("type"), event.get("segment_id")
+            if kind == "error" and sid in (segment_id, None):
+                code = str(event.get("code", "server_error"))
+                raise APIStatusError(f"TTS server error ({code}): {event.get('message', '')}",
+                                     status_code=_STATUS_BY_CODE.get(code, 500), body=event)
+            if sid != segment_id:
+                continue  # a late message of an earlier (cancelled) segment on this socket
+            if kind == "start":
+                if event.get("sample_rate", SAMPLE_RATE) != SAMPLE_RATE:
+                    raise APIStatusError(f"unexpected sample rate {event.get('sample_rate')}",
+                                         status_code=500, retryable=False)
+                ours = True
+            elif kind == "metrics":
+                logger.debug("server metrics", extra={"segment_id": segment_id, "metrics": event})
+            elif kind == "end":
+                return
+
+    async def _abandon(self, ws: aiohttp.ClientWebSocketResponse, segment_id: str) -> None:
+        """Interrupted or failed: stop the server's generation now and drop the socket."""
+        if not ws.closed:
+            with suppress(Exception):
+                await asyncio.wait_for(
+                    ws.send_str(json.dumps({"type": "cancel", "segment_id": segment_id})), 1.0)
+        task = asyncio.create_task(ws.close(), name="orpheus-ws-close")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+async def _first_words(tokens: AsyncIterator[str]) -> str | None:
+    """The first piece of text with something other than whitespace (None: the input was empty)."""
+    async for token in tokens:
+        if token and token.strip():
+            return token
+    return None
