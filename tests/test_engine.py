@@ -120,3 +120,23 @@ async def test_bad_input_is_refused_before_any_generation(engine, kwargs, error,
 def test_out_of_range_sampling_options_are_refused(bad):
     with pytest.raises(ValueError):
         SamplingOptions(**bad)
+
+
+class ExplodingDecoder:
+    def push(self, frames):
+        raise RuntimeError("decoder failed")
+
+    def flush(self):
+        raise AssertionError("never reached")
+
+
+async def test_a_failing_stage_aborts_the_vllm_request_and_reaches_the_consumer(engine):
+    from tts_plugin.engine.engine import OrpheusEngine
+
+    broken = OrpheusEngine(engine.settings, engine.generator, engine.prompts, engine.codec,
+                           decoder_factory=ExplodingDecoder)
+    with pytest.raises(RuntimeError, match="decoder failed"):
+        await collect(broken.synthesize("This will fail.", options=SamplingOptions(max_tokens=7 * 400)))
+    await wait_until_idle(engine)
+    assert engine.running_requests == 0 and broken.active_streams == 0
+    broken.executor.shutdown()

@@ -31,3 +31,11 @@ def test_removed_rows_are_no_longer_constrained():
     proc.update_state(BatchUpdate(batch_size=1, removed=[], added=[(0, opted, None, [])], moved=[]))
     proc.update_state(BatchUpdate(batch_size=0, removed=[0], added=[], moved=[]))
     assert torch.isfinite(proc.apply(torch.zeros(1, VOCAB_SIZE))).all()
+
+
+def test_requests_opt_in_only_when_the_constraint_is_switched_on():
+    from tts_plugin.engine.generator import SamplingOptions, TokenGenerator
+
+    options = SamplingOptions(temperature=0.6, top_p=0.9, repetition_penalty=1.1, max_tokens=70)
+    assert TokenGenerator(None, constrain_tokens=True).sampling_params(options).extra_args == {SLOT_CONSTRAINT_ARG: True}
+    assert not TokenGenerator(None, constrain_tokens=False).sampling_params(options).extra_args

@@ -15,6 +15,7 @@ from tts_plugin.engine.engine import OrpheusEngine
 from . import http_api, rtc, ws_api
 from .config import ServerSettings
 from .errors import BodySizeLimit, install_error_handlers
+from .livekit_token import livekit_token_router
 from .rtc import RtcListeners
 from .state import ServerState
 
@@ -60,6 +61,7 @@ def create_app(settings: ServerSettings, engine: OrpheusEngine | None = None) ->
     app.include_router(http_api.router)
     app.include_router(ws_api.router)
     app.include_router(rtc.router)
+    app.include_router(livekit_token_router())  # GET /v1/livekit/token (listener tokens)
     vendor = settings.web_dir / "node_modules" / "livekit-client" / "dist"
     if vendor.is_dir():
         app.mount("/vendor/livekit-client", StaticFiles(directory=vendor), name="livekit-client")

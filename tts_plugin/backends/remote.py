@@ -167,6 +167,8 @@ class ServerBackend(SpeechBackend):
     async def _recv_audio(self, ws: aiohttp.ClientWebSocketResponse, segment_id: str, audio: utils.aio.Chan[bytes],
                           input_done: asyncio.Event, timeout: float) -> None:
         ours = False  # between start(segment_id) and end(segment_id)
+        got_audio = False
+        refused: APIStatusError | None = None
         while True:
             try:
                 msg = await ws.receive(timeout=timeout)
@@ -176,6 +178,7 @@ class ServerBackend(SpeechBackend):
                 continue  # still waiting for the LLM's text: silence is expected
             if msg.type == aiohttp.WSMsgType.BINARY:
                 if ours:
+                    got_audio = True
                     audio.send_nowait(msg.data)
                 continue
             if msg.type != aiohttp.WSMsgType.TEXT:
@@ -184,8 +187,13 @@ class ServerBackend(SpeechBackend):
             kind, sid = event.get("type"), event.get("segment_id")
             if kind == "error" and sid in (segment_id, None):
                 code = str(event.get("code", "server_error"))
-                raise APIStatusError(f"TTS server error ({code}): {event.get('message', '')}",
-                                     status_code=_STATUS_BY_CODE.get(code, 500), body=event)
+                refused = APIStatusError(f"TTS server error ({code}): {event.get('message', '')}",
+                                         status_code=_STATUS_BY_CODE.get(code, 500), body=event)
+                if not ours:
+                    raise refused  # the segment never started: no end will follow
+                # inside the segment the server carries on (e.g. one unspeakable piece) and ends it
+                logger.warning("TTS server: %s", refused.message, extra={"segment_id": segment_id})
+                continue
             if sid != segment_id:
                 continue  # a late message of an earlier (cancelled) segment on this socket
             if kind == "start":
@@ -196,6 +204,8 @@ class ServerBackend(SpeechBackend):
             elif kind == "metrics":
                 logger.debug("server metrics", extra={"segment_id": segment_id, "metrics": event})
             elif kind == "end":
+                if refused is not None and not got_audio:
+                    raise refused
                 return
 
     async def _abandon(self, ws: aiohttp.ClientWebSocketResponse, segment_id: str) -> None:

@@ -7,6 +7,7 @@ slow decode naturally takes bigger batches instead of falling further behind.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
@@ -27,9 +28,17 @@ class DecodeExecutor:
     def __init__(self, threads: int = 1) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snac-decode",
                                         initializer=torch.set_num_threads, initargs=(threads,))
+        self.busy_s = 0.0  # wall time spent decoding (one worker: also its CPU time bound)
 
     async def run(self, fn: Callable, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._timed, fn, args)
+
+    def _timed(self, fn: Callable, args: tuple):
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.busy_s += time.perf_counter() - start
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -39,7 +39,9 @@ log = logging.getLogger("orpheus.engine")
 class SpeechMetrics:
     request_id: str
     started_at: float = field(default_factory=time.perf_counter)
+    first_token_at: float | None = None
     first_audio_at: float | None = None
+    tokens_at_first_audio: int | None = None  # audio tokens generated when the first PCM went out
     finished_at: float | None = None
     audio_samples: int = 0
     tokens: int = 0
@@ -52,6 +54,13 @@ class SpeechMetrics:
     @property
     def ttfb_s(self) -> float | None:
         return None if self.first_audio_at is None else self.first_audio_at - self.started_at
+
+    @property
+    def first_audio_after_token_s(self) -> float | None:
+        """Decode latency: first audio token -> first PCM."""
+        if self.first_audio_at is None or self.first_token_at is None:
+            return None
+        return self.first_audio_at - self.first_token_at
 
     @property
     def audio_s(self) -> float:
@@ -67,10 +76,20 @@ class SpeechMetrics:
         return self.elapsed_s / self.audio_s if self.audio_samples else None
 
     def as_dict(self) -> dict:
-        return dict(request_id=self.request_id, ttfb_s=self.ttfb_s, audio_s=self.audio_s,
+        return dict(request_id=self.request_id, ttfb_s=self.ttfb_s,
+                    first_audio_after_token_s=self.first_audio_after_token_s,
+                    tokens_at_first_audio=self.tokens_at_first_audio, audio_s=self.audio_s,
                     elapsed_s=self.elapsed_s, rtf=self.rtf, tokens=self.tokens, frames=self.frames,
                     invalid_tokens=self.invalid_tokens, dropped_frames=self.dropped_frames,
                     sentences=self.sentences, cancelled=self.cancelled)
+
+
+async def _timed(tokens: AsyncIterator[list[int]], metrics: SpeechMetrics) -> AsyncIterator[list[int]]:
+    async with aclosing(tokens):
+        async for batch in tokens:
+            if metrics.first_token_at is None:
+                metrics.first_token_at = time.perf_counter()
+            yield batch
 
 
 class SpeechStream:
@@ -155,13 +174,14 @@ class OrpheusEngine:
                               metrics: SpeechMetrics) -> AsyncIterator[bytes]:
         assembler = FrameAssembler()
         prompt_ids = self.prompts.build(sentence, voice)
-        tokens = self.generator.generate(prompt_ids, options, request_id)
+        tokens = _timed(self.generator.generate(prompt_ids, options, request_id), metrics)
         try:
             async with aclosing(tokens), aclosing(frames_from_tokens(tokens, assembler)) as frames, \
                     aclosing(pcm_from_frames(frames, self.decoder_factory(), self.executor)) as audio:
                 async for samples in audio:
                     if metrics.first_audio_at is None:
                         metrics.first_audio_at = time.perf_counter()
+                        metrics.tokens_at_first_audio = assembler.stats.tokens
                     metrics.audio_samples += len(samples)
                     yield float_to_pcm16(samples)
         finally:

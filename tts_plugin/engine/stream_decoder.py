@@ -63,9 +63,9 @@ class _StepContext:
         return x * keep.unsqueeze(1).to(x.dtype)
 
 
-def _snake(x: torch.Tensor, alpha: torch.Tensor, inv_alpha: torch.Tensor) -> torch.Tensor:
+def _snake(x: torch.Tensor, alpha: torch.Tensor, inv_alpha: torch.Tensor, out: torch.Tensor | None = None):
     # snac's x + 1/(alpha+1e-9) * sin(alpha x)^2 with one temporary instead of four
-    return torch.addcmul(x, (alpha * x).sin_().square_(), inv_alpha)
+    return torch.addcmul(x, (alpha * x).sin_().square_(), inv_alpha, out=out)
 
 
 def _cat_history(history: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -94,12 +94,28 @@ class _Snake(_Op):
 
 
 class _Pointwise(_Op):
+    """1x1 conv. Short chunks (latent rate) run as one (B*T, C_in) x (C_in, C_out) GEMM: oneDNN's
+    conv path is ~10x slower there; long chunks keep the channels-first conv."""
+
+    SHORT = 16
+
     def __init__(self, conv: nn.Conv1d) -> None:
         self.weight = conv.weight.detach()
         self.bias = None if conv.bias is None else conv.bias.detach()
+        self.weight_t = self.weight[:, :, 0].t().contiguous()  # (C_in, C_out)
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t = x.shape
+        if t >= self.SHORT:
+            if b == 1 and self.bias is not None:
+                return torch.addmm(self.bias.view(-1, 1), self.weight[:, :, 0], x[0]).unsqueeze(0)
+            return F.conv1d(x, self.weight, self.bias)
+        rows = x.transpose(1, 2).reshape(b * t, c)
+        y = rows @ self.weight_t if self.bias is None else torch.addmm(self.bias, rows, self.weight_t)
+        return y.view(b, t, -1).transpose(1, 2).contiguous()
 
     def step(self, x, history, ctx):
-        return F.conv1d(x, self.weight, self.bias), []
+        return self.apply(x), []
 
 
 class _Tanh(_Op):
@@ -133,7 +149,8 @@ class _Upsample(_Op):
     """ConvTranspose1d(k=2s, stride s, padding s/2) as a 2-tap conv with s phases per input.
 
     Untrimmed output block m (samples s*m .. s*m+s-1) = W[:, :, r] x[m] + W[:, :, s+r] x[m-1];
-    the padding trims s/2 samples at the start, which is a lag of s/2 output samples.
+    the padding trims s/2 samples at the start, which is a lag of s/2 output samples. It runs as
+    one GEMM (B*n, 2*C_in) x (2*C_in, s*C_out) whose rows reshape to time-major output for free.
     """
 
     states = 1
@@ -143,10 +160,10 @@ class _Upsample(_Op):
         assert k == 2 * s and convt.output_padding[0] == 0 and convt.groups == 1
         w = convt.weight.detach()  # (C_in, C_out, 2s)
         c_in, c_out = w.shape[0], w.shape[1]
-        # conv weight (C_out*s, C_in, 2): tap 0 sees x[m-1] (kernel index s+r), tap 1 sees x[m] (index r)
-        taps = torch.stack([w[:, :, s:], w[:, :, :s]], dim=-1)  # (C_in, C_out, s, 2)
-        self.weight = taps.permute(1, 2, 0, 3).reshape(c_out * s, c_in, 2).contiguous()
-        self.bias = convt.bias.detach().repeat_interleave(s)
+        # rows [x[m-1]; x[m]] meet kernel taps [s + r; r]; columns ordered (phase r, C_out)
+        taps = torch.cat([w[:, :, s:], w[:, :, :s]], dim=0)  # (2*C_in, C_out, s)
+        self.weight = taps.permute(0, 2, 1).reshape(2 * c_in, s * c_out).contiguous()
+        self.bias = convt.bias.detach().repeat(s)
         self.stride, self.c_in, self.c_out = s, c_in, c_out
         self.up_in, self.lag_in = up_in, lag_in
         self.up, self.lag = up_in * s, lag_in * s + p
@@ -155,18 +172,23 @@ class _Upsample(_Op):
         return [torch.zeros(1, self.c_in, 1, dtype=self.weight.dtype, device=self.weight.device)]
 
     def step(self, x, history, ctx):
-        buf = torch.cat([history[0], ctx.zero_invalid(x, self.up_in, self.lag_in)], dim=2)
-        y = F.conv1d(buf, self.weight, self.bias)  # (B, C_out*s, n)
-        b, _, n = y.shape
-        y = y.view(b, self.c_out, self.stride, n).transpose(2, 3).reshape(b, self.c_out, n * self.stride)
-        return y, [buf[:, :, -1:]]
+        x = ctx.zero_invalid(x, self.up_in, self.lag_in)
+        b, _, n = x.shape
+        rows = x.transpose(1, 2)  # (B, n, C_in) time-major view
+        pairs = x.new_empty(b, n, 2 * self.c_in)  # row m = [x[m-1], x[m]]
+        pairs[:, :, self.c_in:] = rows
+        pairs[:, :1, :self.c_in] = history[0].transpose(1, 2)
+        pairs[:, 1:, :self.c_in] = rows[:, :-1]
+        y = torch.addmm(self.bias, pairs.view(b * n, 2 * self.c_in), self.weight)  # (B*n, s*C_out)
+        y = y.view(b, n * self.stride, self.c_out).transpose(1, 2).contiguous()
+        return y, [x[:, :, -1:]]
 
 
 class _Noise(_Op):
     """PositionalNoise: x + linear(x) * table[absolute sample position]."""
 
     def __init__(self, noise: PositionalNoise, up: int, lag: int) -> None:
-        self.weight = noise.linear.weight.detach()
+        self.linear = _Pointwise(noise.linear)
         self.table, self.mode = noise.table, noise.mode
         self.up, self.lag = up, lag
 
@@ -180,7 +202,7 @@ class _Noise(_Op):
             firsts = [s * self.up + f for s, f in zip(ctx.starts, ctx.first_positions(self.up, self.lag))]
             pos = torch.tensor(firsts, device=x.device).view(-1, 1) + torch.arange(length, device=x.device)
             noise = self.table[pos % NOISE_TABLE_LEN].to(x.dtype).unsqueeze(1)
-        return torch.addcmul(x, F.conv1d(x, self.weight), noise), []
+        return torch.addcmul(x, self.linear.apply(x), noise), []
 
 
 class _Residual(_Op):
@@ -201,13 +223,28 @@ class _Residual(_Op):
         return [conv_hist, conv_hist.new_zeros(*conv_hist.shape[:2], self.pad)]
 
     def step(self, x, history, ctx):
-        h, _ = self.snake1.step(x, [], ctx)
-        h, conv_hist = self.conv.step(h, history[:1], ctx)
-        h, _ = self.snake2.step(h, [], ctx)
-        y = F.conv1d(h, self.pointwise.weight, self.pointwise.bias)
-        xs = torch.cat([history[1], x], dim=2)
-        n = x.shape[-1]
-        return y.add_(xs[:, :, :n]), conv_hist + [xs[:, :, n:]]
+        conv, pad = self.conv, self.pad
+        b, c, n = x.shape
+        # snake(x) is written straight after the conv history: no concatenation copy
+        buf = x.new_empty(b, c, conv.span + n)
+        buf[:, :, :conv.span] = history[0]
+        fresh = buf[:, :, conv.span:]
+        _snake(x, self.snake1.alpha, self.snake1.inv_alpha, out=fresh)
+        masked = ctx.zero_invalid(fresh, self.up, conv.lag_in)
+        if masked is not fresh:
+            fresh.copy_(masked)
+        h = F.conv1d(buf, conv.weight, conv.bias, dilation=conv.dilation, groups=conv.groups)
+        y = self.pointwise.apply(_snake(h, self.snake2.alpha, self.snake2.inv_alpha))
+        # the residual path is x delayed by `pad` samples
+        if n >= pad:
+            y[:, :, :pad] += history[1]
+            y[:, :, pad:] += x[:, :, :n - pad]
+            x_history = x[:, :, n - pad:]
+        else:
+            xs = torch.cat([history[1], x], dim=2)
+            y += xs[:, :, :n]
+            x_history = xs[:, :, n:]
+        return y, [buf[:, :, buf.shape[-1] - conv.span:], x_history]
 
 
 class IncrementalSnac:

@@ -1,0 +1,119 @@
+"""The LiveKit agent worker: ``python -m agent dev|start|console|connect`` (the livekit-agents CLI).
+
+Each job is an ``AgentSession`` speaking through ``OrpheusTTS``:
+  * no STT/LLM configured: greets, then speaks every chat message the listener sends;
+  * ``ORPHEUS_AGENT_LLM`` set: chat messages get LLM replies, spoken as the LLM streams them;
+  * ``ORPHEUS_AGENT_STT`` (+ ``ORPHEUS_AGENT_VAD``) set too: a full voice agent.
+
+Settings (environment): ``LIVEKIT_URL``, ``LIVEKIT_API_KEY``, ``LIVEKIT_API_SECRET`` (read by
+livekit-agents), ``ORPHEUS_SERVER_URL`` (the TTS server; unset = an engine inside each job process,
+for development only), ``ORPHEUS_AGENT_NAME`` (explicit dispatch), ``ORPHEUS_VOICE``, and the
+``ORPHEUS_AGENT_*`` fields below. Plugins are named ``module:factory`` and called without
+arguments, e.g. ``livekit.plugins.openai:LLM``, ``livekit.plugins.silero:VAD.load``; a plain
+model id such as ``openai/gpt-4.1-mini`` goes to LiveKit Inference as is.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger("orpheus.agent")
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORPHEUS_", extra="ignore", protected_namespaces=())
+
+    server_url: str | None = Field(None, description="TTS server base URL, e.g. http://127.0.0.1:8000")
+    agent_name: str = Field("", description="register for explicit dispatch under this name")
+    voice: str | None = Field(None, description="speaker (default: tara)")
+    agent_greeting: str = Field("Hello! Send me a message and I will say it out loud.",
+                                description="said when the agent joins; empty: no greeting")
+    agent_instructions: str = Field("You are a friendly voice assistant. Answer briefly, in plain spoken "
+                                    "sentences, without lists or markdown.")
+    agent_stt: str | None = Field(None, description="speech-to-text: module:factory or an inference model id")
+    agent_llm: str | None = Field(None, description="LLM: module:factory or an inference model id")
+    agent_vad: str | None = Field(None, description="voice activity detector: module:factory")
+
+
+def load_component(spec: str | None) -> Any:
+    """``pkg.module:factory.path`` -> factory() ; a spec without ':' is returned as is (inference id)."""
+    if not spec:
+        return None
+    if ":" not in spec:
+        return spec
+    module_name, _, attr_path = spec.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for attr in attr_path.split("."):
+        target = getattr(target, attr)
+    return target()
+
+
+def build_tts(settings: WorkerSettings):
+    from tts_plugin import OrpheusTTS
+    from tts_plugin.models import DEFAULT_VOICE
+
+    if not settings.server_url:
+        log.warning("ORPHEUS_SERVER_URL is not set: starting an engine inside this job process "
+                    "(development only; run `python -m agent serve` and point ORPHEUS_SERVER_URL at it)")
+    return OrpheusTTS(voice=settings.voice or DEFAULT_VOICE, server_url=settings.server_url)
+
+
+async def speak_text_message(session, event) -> None:
+    """Without an LLM, a chat message is what to say: cut off the current speech, say it."""
+    text = event.text.strip()
+    if not text:
+        return
+    await session.interrupt(force=True)
+    session.say(text)
+
+
+async def entrypoint(ctx) -> None:
+    from livekit.agents import Agent, AgentSession
+    from livekit.agents.voice.room_io import RoomOptions, TextInputOptions
+
+    settings = WorkerSettings()
+    tts = build_tts(settings)
+    tts.prewarm()  # connect to the TTS server (or start the engine) while the room connects
+    stt, llm, vad = (load_component(settings.agent_stt), load_component(settings.agent_llm),
+                     load_component(settings.agent_vad))
+
+    session_kwargs = {k: v for k, v in dict(stt=stt, llm=llm, vad=vad).items() if v is not None}
+    session = AgentSession(tts=tts, **session_kwargs)
+    text_input = TextInputOptions() if llm is not None else TextInputOptions(text_input_cb=speak_text_message)
+    room_options = RoomOptions(text_input=text_input, audio_input=stt is not None)
+    ctx.add_shutdown_callback(tts.aclose)
+
+    await session.start(agent=Agent(instructions=settings.agent_instructions), room=ctx.room,
+                        room_options=room_options)
+    log.info("agent in room %s (stt=%s, llm=%s)", ctx.room.name, bool(stt), bool(llm))
+    if settings.agent_greeting:
+        session.say(settings.agent_greeting)
+
+
+def build_server():
+    from livekit.agents import AgentServer
+
+    settings = WorkerSettings()
+    server = AgentServer()
+    # agent_name set: jobs come only by explicit dispatch (token room config, dispatch API, SIP rule).
+    server.rtc_session(entrypoint, agent_name=settings.agent_name)
+    return server
+
+
+def main(argv: list[str]) -> int:
+    """``argv`` starts with the command word (dev, start, console, connect, download-files)."""
+    from livekit.agents import cli
+
+    sys.argv = ["python -m agent", *argv]
+    try:
+        cli.run_app(build_server())
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0
