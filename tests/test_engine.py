@@ -140,3 +140,23 @@ async def test_a_failing_stage_aborts_the_vllm_request_and_reaches_the_consumer(
     await wait_until_idle(engine)
     assert engine.running_requests == 0 and broken.active_streams == 0
     broken.executor.shutdown()
+
+
+async def test_decoding_runs_off_the_event_loop_thread(engine):
+    import threading
+
+    from tts_plugin.engine.engine import OrpheusEngine
+    from tts_plugin.engine.window_decoder import WindowDecoder
+
+    threads = set()
+
+    class RecordingDecoder(WindowDecoder):
+        def push(self, frames):
+            threads.add(threading.current_thread())
+            return super().push(frames)
+
+    recording = OrpheusEngine(engine.settings, engine.generator, engine.prompts, engine.codec,
+                              decoder_factory=lambda: RecordingDecoder(engine.codec))
+    await collect(recording.synthesize("Off the loop.", options=SHORT))
+    recording.executor.shutdown()
+    assert threads and threading.main_thread() not in threads
