@@ -50,7 +50,7 @@ async def test_same_seed_gives_the_same_audio(engine):
 
 
 async def test_slot_constraint_keeps_every_token_in_range(engine):
-    stream = engine.synthesize("Constrained tokens only.", options=SamplingOptions(max_tokens=140, temperature=1.5))
+    stream = engine.synthesize("Constrained tokens only.", options=SamplingOptions(max_tokens=140, temperature=1.5, seed=3))
     await collect(stream)
     assert stream.metrics.tokens == 140 and stream.metrics.invalid_tokens == 0
 
@@ -89,7 +89,10 @@ async def test_cancelling_the_consumer_task_aborts_the_vllm_request(engine):
 
 async def test_four_concurrent_streams_all_complete_with_exact_lengths(engine):
     texts = ["One stream.", "Two streams here.", "Three at once.", "And a fourth, longer one. With two sentences."]
-    streams = [engine.synthesize(t, options=SamplingOptions(max_tokens=49 + 7 * i)) for i, t in enumerate(texts)]
+    # Seeded: the slot constraint allows end-of-speech on frame boundaries, and exact lengths
+    # need generations that run to their budget.
+    streams = [engine.synthesize(t, options=SamplingOptions(max_tokens=49 + 7 * i, seed=i))
+               for i, t in enumerate(texts)]
     results = await asyncio.gather(*(collect(s) for s in streams))
     for pcm, stream in zip(results, streams):
         assert len(pcm) == 2 * FRAME_SAMPLES * stream.metrics.frames
@@ -98,7 +101,7 @@ async def test_four_concurrent_streams_all_complete_with_exact_lengths(engine):
 
 async def test_long_text_with_tags_is_spoken_sentence_by_sentence(engine):
     text = "First sentence. <laugh> Second one, with a tag! Third? " + "More words, " * 40 + "end."
-    stream = engine.synthesize(text, options=SamplingOptions(max_tokens=14))
+    stream = engine.synthesize(text, options=SamplingOptions(max_tokens=14, seed=5))
     await collect(stream)
     assert stream.sentences[:3] == ["First sentence.", "<laugh> Second one, with a tag!", "Third?"]
     assert all(len(s) <= 280 for s in stream.sentences)

@@ -96,7 +96,7 @@ def test_openai_sdk_passes_orpheus_sampling_through_extra_body(tts_server):
     client = openai.OpenAI(base_url=f"{tts_server.base_url}/v1", api_key="not-needed")
     with client.audio.speech.with_streaming_response.create(
         model="orpheus", voice="mia", input="Short.", response_format="pcm",
-        extra_body={"max_tokens": 28, "temperature": 0.5, "seed": 7},
+        extra_body={"max_tokens": 28, "temperature": 0.0, "repetition_penalty": 1.2, "seed": 7},
     ) as response:
         audio = response.read()
     assert len(pcm_samples(audio)) == 28 // 7 * FRAME_SAMPLES
@@ -141,14 +141,17 @@ def test_sse_sends_sequenced_audio_then_metrics_then_done(tts_server):
 
 
 def test_http_client_disconnect_stops_generation(tts_server):
+    long_sentence = "This sentence goes on and on " + "and on " * 30 + "until the end."  # ~2400 tokens
     with httpx.stream("POST", f"{tts_server.base_url}/v1/audio/speech/stream", timeout=300,
-                      json={"input": "This would take a long time to say.", "max_tokens": 7000}) as response:
-        first = next(response.iter_raw())
-        assert first
-        assert tts_server.health()["running_requests"] >= 1
-    # Connection closed after one chunk: the server must abort the vLLM request.
+                      json={"input": long_sentence, "max_tokens": 7000}) as response:
+        chunks = response.iter_raw()  # keep a reference: a dropped iterator closes the response
+        assert next(chunks)
+        assert tts_server.health()["active_streams"] >= 1
+    # Connection closed after one chunk: the server must close the stream and abort its vLLM request.
     health = tts_server.wait_idle()
     assert health["active_streams"] == 0 and health["running_requests"] == 0
+    metrics = httpx.get(f"{tts_server.base_url}/metrics").text
+    assert 'orpheus_cancellations_total{transport="pcm"} 1.0' in metrics
 
 
 def test_prometheus_metrics_expose_ttfb_streams_tokens_audio_errors_cancellations(tts_server):
@@ -170,3 +173,14 @@ def test_listener_page_and_assets_are_served_without_any_cdn(tts_server):
         assert "https://" not in body.text and "http://" not in body.text
     assert "https://" not in page.text and "http://" not in page.text
     assert httpx.get(f"{tts_server.base_url}/node_modules/playwright-core/package.json").status_code == 404
+
+
+def test_sse_client_disconnect_stops_generation(tts_server):
+    long_sentence = "This sentence goes on and on " + "and on " * 30 + "until the end."
+    with httpx.stream("POST", f"{tts_server.base_url}/v1/audio/speech/sse", timeout=300,
+                      json={"input": long_sentence, "max_tokens": 7000}) as response:
+        lines = response.iter_lines()
+        assert next(line for line in lines if line.startswith("data:"))
+        assert tts_server.health()["active_streams"] >= 1
+    health = tts_server.wait_idle()
+    assert health["active_streams"] == 0 and health["running_requests"] == 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from tts_plugin.engine.engine import OrpheusEngine
 
@@ -23,12 +24,30 @@ log = logging.getLogger("orpheus.server")
 
 
 class WebPage(StaticFiles):
-    """The page's own files only; ``node_modules`` stays private except livekit-client's dist."""
+    """The page's own files only; ``node_modules`` stays private except livekit-client's dist.
+
+    Mounted at "/", it would answer "GET /v1/audio/speech" with 404: say 405 for API paths instead."""
 
     async def get_response(self, path: str, scope):
         if Path(path).parts[:1] in (("node_modules",), ("package.json",), ("package-lock.json",)):
-            raise HTTPException(404, "not found")
-        return await super().get_response(path, scope)
+            raise HTTPException(404, "Not Found")
+        try:
+            return await super().get_response(path, scope)
+        except HTTPException as exc:
+            allowed = _methods_for(scope)
+            if exc.status_code == 404 and allowed:
+                raise HTTPException(405, "Method Not Allowed", headers={"Allow": ", ".join(allowed)}) from None
+            raise
+
+
+def _methods_for(scope) -> list[str]:
+    """Methods of the API routes that match this path (the request used another one)."""
+    allowed: list[str] = []
+    for route in scope["app"].router.routes:
+        methods = getattr(route, "methods", None)
+        if methods and route.matches({**scope, "type": "http"})[0] is Match.PARTIAL:
+            allowed.extend(sorted(methods))
+    return allowed
 
 
 def create_app(settings: ServerSettings, engine: OrpheusEngine | None = None) -> FastAPI:

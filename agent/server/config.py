@@ -20,6 +20,10 @@ class ServerSettings(OrpheusSettings):
     max_request_bytes: int = Field(1 << 20, ge=1024, description="largest HTTP request body accepted")
     max_ws_message_bytes: int = Field(1 << 20, ge=1024, description="largest WebSocket message accepted")
     rtc_max_listeners: int = Field(32, ge=1, description="WebRTC listeners at once")
+    rtc_prebuffer_ms: int = Field(
+        0, ge=0, le=30000,
+        description="audio queued before an utterance starts playing (absorbs generation slower than real time)",
+    )
     rtc_loopback_candidates: bool = Field(
         True, description="offer 127.0.0.1 ICE candidates too (aioice skips loopback; needed on a loopback-only host)"
     )

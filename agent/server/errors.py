@@ -29,6 +29,8 @@ def describe_validation_error(err: dict) -> tuple[str, str | None]:
     kind = err.get("type", "")
     if kind == "json_invalid":
         return f"malformed JSON: {err.get('ctx', {}).get('error', 'cannot parse the body')}", None
+    if kind == "missing" and field is None:
+        return 'the body is missing: send a JSON object with at least "input"', None
     if kind == "missing":
         return f"{field}: field required", field
     if kind == "extra_forbidden":

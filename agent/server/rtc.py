@@ -27,10 +27,10 @@ from aiortc.mediastreams import MediaStreamError
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tts_plugin.engine.generator import SamplingOptions
 
 from .audio_formats import SAMPLE_RATE
 from .errors import ApiError, describe_validation_error
+from .speech_request import SamplingFields
 from .state import ServerState
 
 log = logging.getLogger("orpheus.server.rtc")
@@ -61,6 +61,18 @@ class OpusSpeechTrack(MediaStreamTrack):
         self._pts = 0
         self._drained = asyncio.Event()
         self._drained.set()
+        self._holding = False
+
+    def hold(self) -> None:
+        """Queue audio without playing it yet (a jitter pre-buffer for the next utterance)."""
+        self._holding = True
+
+    def release(self) -> None:
+        self._holding = False
+
+    @property
+    def buffered_s(self) -> float:
+        return len(self._pcm) / 2 / SAMPLE_RATE
 
     def push(self, pcm: bytes) -> None:
         self._pcm.extend(pcm)
@@ -68,6 +80,7 @@ class OpusSpeechTrack(MediaStreamTrack):
 
     def clear(self) -> None:
         self._pcm.clear()
+        self._holding = False
         self._drained.set()
 
     async def wait_played(self) -> None:
@@ -85,10 +98,12 @@ class OpusSpeechTrack(MediaStreamTrack):
         elif delay < -0.2:  # the loop stalled: re-anchor instead of bursting to catch up
             self._started_at += -delay
 
-        chunk = bytes(self._pcm[:PACKET_BYTES])
-        del self._pcm[:PACKET_BYTES]
-        if not self._pcm:
-            self._drained.set()
+        chunk = b""
+        if not self._holding:
+            chunk = bytes(self._pcm[:PACKET_BYTES])
+            del self._pcm[:PACKET_BYTES]
+            if not self._pcm:
+                self._drained.set()
         samples = np.zeros(PACKET_SAMPLES, dtype=np.int16)
         samples[: len(chunk) // 2] = np.frombuffer(chunk, dtype="<i2")
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
@@ -102,19 +117,11 @@ class OpusSpeechTrack(MediaStreamTrack):
         return packet
 
 
-class ChannelSpeak(BaseModel):
+class ChannelSpeak(SamplingFields):
     model_config = ConfigDict(extra="forbid")
     type: str = "speak"
     text: str
     voice: str | None = Field(None, max_length=64)
-    temperature: float | None = SamplingOptions.model_fields["temperature"]
-    top_p: float | None = SamplingOptions.model_fields["top_p"]
-    repetition_penalty: float | None = SamplingOptions.model_fields["repetition_penalty"]
-    max_tokens: int | None = SamplingOptions.model_fields["max_tokens"]
-    seed: int | None = SamplingOptions.model_fields["seed"]
-
-    def sampling(self) -> SamplingOptions:
-        return SamplingOptions(**{k: getattr(self, k) for k in SamplingOptions.model_fields})
 
 
 class Listener:
@@ -141,12 +148,12 @@ class Listener:
                 await self.close()
 
     async def answer(self, offer: RTCSessionDescription) -> RTCSessionDescription:
+        # The transceiver exists before the offer is applied, so codec negotiation sees the
+        # preference: the track sends Opus packets, nothing else would fit.
+        transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
+        transceiver.setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"])
         await self.pc.setRemoteDescription(offer)
-        self.pc.addTrack(self.track)
-        opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
-        for transceiver in self.pc.getTransceivers():
-            if transceiver.kind == "audio":
-                transceiver.setCodecPreferences(opus)  # the track sends Opus packets: nothing else fits
         await self.pc.setLocalDescription(await self.pc.createAnswer())  # waits for ICE gathering
         return self.pc.localDescription
 
@@ -201,12 +208,18 @@ class Listener:
     async def _play(self, stream) -> None:
         self._send({"type": "start", "request_id": stream.metrics.request_id})
         first = True
+        prebuffer_s = self.state.settings.rtc_prebuffer_ms / 1000
+        if prebuffer_s > 0:
+            self.track.hold()
         try:
             async for pcm in self.state.metrics.observe(stream, "rtc"):
                 if first:
                     first = False
                     self._send({"type": "first_audio", "ttfb_ms": round(stream.metrics.ttfb_s * 1000, 1)})
                 self.track.push(pcm)
+                if self.track.buffered_s >= prebuffer_s:
+                    self.track.release()
+            self.track.release()
             m = stream.metrics
             self._send({"type": "metrics", "ttfb_ms": None if m.ttfb_s is None else round(m.ttfb_s * 1000, 1),
                         "audio_s": round(m.audio_s, 4), "rtf": None if m.rtf is None else round(m.rtf, 4),

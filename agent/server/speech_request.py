@@ -15,11 +15,23 @@ from tts_plugin.engine.generator import SamplingOptions
 
 from .audio_formats import RESPONSE_FORMATS
 
-SAMPLING_FIELDS = tuple(SamplingOptions.model_fields)
+class SamplingFields(BaseModel):
+    """Orpheus sampling options, flat in every request body (HTTP, WebSocket, data channel);
+    with the OpenAI SDK send them through ``extra_body``. Ranges come from ``SamplingOptions``."""
 
-
-class SpeechRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = SamplingOptions.model_fields["temperature"]
+    top_p: float | None = SamplingOptions.model_fields["top_p"]
+    repetition_penalty: float | None = SamplingOptions.model_fields["repetition_penalty"]
+    max_tokens: int | None = SamplingOptions.model_fields["max_tokens"]
+    seed: int | None = SamplingOptions.model_fields["seed"]
+
+    def sampling(self) -> SamplingOptions:
+        return SamplingOptions(**{k: getattr(self, k) for k in SamplingOptions.model_fields})
+
+
+class SpeechRequest(SamplingFields):
 
     model: str = Field("orpheus", max_length=200, description="accepted for OpenAI compatibility; one model is served")
     input: str = Field(..., description="text to speak (emotion tags like <laugh> allowed)")
@@ -28,12 +40,6 @@ class SpeechRequest(BaseModel):
     speed: float | None = Field(None, ge=0.25, le=4.0, description="only 1.0 is supported")
     instructions: str | None = Field(None, description="not supported: must be empty")
     stream_format: Literal["audio", "sse"] = Field("audio", description="'sse': OpenAI speech.audio.delta events")
-    # Orpheus sampling (send with the OpenAI SDK through extra_body)
-    temperature: float | None = SamplingOptions.model_fields["temperature"]
-    top_p: float | None = SamplingOptions.model_fields["top_p"]
-    repetition_penalty: float | None = SamplingOptions.model_fields["repetition_penalty"]
-    max_tokens: int | None = SamplingOptions.model_fields["max_tokens"]
-    seed: int | None = SamplingOptions.model_fields["seed"]
 
     @field_validator("speed")
     @classmethod
@@ -48,9 +54,6 @@ class SpeechRequest(BaseModel):
         if instructions:
             raise ValueError("instructions are not supported; use emotion tags such as <laugh> in the input")
         return instructions
-
-    def sampling(self) -> SamplingOptions:
-        return SamplingOptions(**{k: getattr(self, k) for k in SAMPLING_FIELDS})
 
     def start(self, engine: OrpheusEngine, request_id: str | None = None) -> SpeechStream:
         """Validate against the engine (text, voice) and return the stream; raises ValueError."""

@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.websockets import WebSocketState
 
 from tts_plugin.engine.generator import SamplingOptions
-from tts_plugin.engine.text import TextError, normalize, split_sentences, validate
+from tts_plugin.engine.text import normalize, split_sentences, validate
 
 from .audio_formats import CHANNELS, SAMPLE_RATE
 from .errors import describe_validation_error
+from .speech_request import SamplingFields
 from .state import ServerState
 
 log = logging.getLogger("orpheus.server.ws")
@@ -39,7 +41,7 @@ router = APIRouter()
 RECENT_SEGMENTS = 64  # finished segment ids remembered so a late cancel is not an error
 
 
-class SpeakMessage(BaseModel):
+class SpeakMessage(SamplingFields):
     """``type: "speak"`` or the orpheus-streaming shape (``input`` instead of ``text``, no type)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -50,18 +52,10 @@ class SpeakMessage(BaseModel):
     input: str | None = None
     voice: str | None = Field(None, max_length=64)
     continue_: bool = Field(False, alias="continue")
-    temperature: float | None = SamplingOptions.model_fields["temperature"]
-    top_p: float | None = SamplingOptions.model_fields["top_p"]
-    repetition_penalty: float | None = SamplingOptions.model_fields["repetition_penalty"]
-    max_tokens: int | None = SamplingOptions.model_fields["max_tokens"]
-    seed: int | None = SamplingOptions.model_fields["seed"]
 
     @property
     def spoken_text(self) -> str:
         return self.text if self.text is not None else (self.input or "")
-
-    def sampling(self) -> SamplingOptions:
-        return SamplingOptions(**{k: getattr(self, k) for k in SamplingOptions.model_fields})
 
 
 class CancelMessage(BaseModel):
@@ -185,10 +179,11 @@ class SpeechSocket:
         if seg is not None and msg.segment_id not in (None, seg.id):
             seg.close()  # a new segment id ends the one still open
             self.open_segment = seg = None
+        if (seg.buffered_chars if seg else 0) + len(text) > max_chars:  # checked before a segment is queued
+            raise ClientError("too_large", f"segment text exceeds {max_chars} characters",
+                              seg.id if seg else msg.segment_id)
         if seg is None:
             seg = self._new_segment(msg, text)
-        if seg.buffered_chars + len(text) > max_chars:
-            raise ClientError("too_large", f"segment text exceeds {max_chars} characters", seg.id)
         seg.push(text)
         if msg.continue_:
             self.open_segment = seg
@@ -242,10 +237,10 @@ class SpeechSocket:
             seg.task = asyncio.create_task(self._speak_segment(seg, stats), name=f"ws-segment-{seg.id}")
             await asyncio.wait([seg.task])
             cancelled = seg.cancelled or seg.task.cancelled()
-            if not seg.task.cancelled() and seg.task.exception() is not None:
-                exc = seg.task.exception()
-                if isinstance(exc, (WebSocketDisconnect, RuntimeError)):  # client went away mid-send
-                    return
+            exc = None if seg.task.cancelled() else seg.task.exception()
+            if exc is not None:
+                if isinstance(exc, WebSocketDisconnect) or self.ws.client_state is WebSocketState.DISCONNECTED:
+                    return  # the client went away mid-send; the reader ends the connection
                 log.error("segment %s failed", seg.id, exc_info=exc)
                 await self.send_error("engine_error", str(exc), seg.id)
             if not cancelled:
