@@ -54,9 +54,10 @@ class OrpheusSettings(BaseSettings):
     port: int = 8000
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+def add_settings_arguments(parser: argparse.ArgumentParser,
+                           settings_cls: type[BaseSettings] = OrpheusSettings) -> None:
     """One ``--kebab-name`` flag per settings field; unset flags fall back to env/defaults."""
-    for name, field in OrpheusSettings.model_fields.items():
+    for name, field in settings_cls.model_fields.items():
         flag = "--" + name.replace("_", "-")
         if field.annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
@@ -65,6 +66,6 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=name, default=None, help=field.description)
 
 
-def settings_from_args(args: argparse.Namespace) -> OrpheusSettings:
-    overrides = {k: v for k, v in vars(args).items() if k in OrpheusSettings.model_fields and v is not None}
-    return OrpheusSettings(**overrides)
+def settings_from_args(args: argparse.Namespace, settings_cls: type[BaseSettings] = OrpheusSettings):
+    overrides = {k: v for k, v in vars(args).items() if k in settings_cls.model_fields and v is not None}
+    return settings_cls(**overrides)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from tts_plugin.settings import OrpheusSettings, add_settings_arguments
+from tts_plugin.settings import OrpheusSettings, add_settings_arguments, settings_from_args
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 
@@ -30,21 +30,9 @@ class ServerSettings(OrpheusSettings):
     web_dir: Path = Field(WEB_DIR, description="directory of the listener page")
 
 
-_SERVER_ONLY = [name for name in ServerSettings.model_fields if name not in OrpheusSettings.model_fields]
-
-
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    add_settings_arguments(parser)
-    for name in _SERVER_ONLY:
-        field = ServerSettings.model_fields[name]
-        flag = "--" + name.replace("_", "-")
-        if field.annotation is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
-                                help=field.description)
-        else:
-            parser.add_argument(flag, dest=name, default=None, help=field.description)
+    add_settings_arguments(parser, ServerSettings)
 
 
 def server_settings_from_args(args: argparse.Namespace) -> ServerSettings:
-    overrides = {k: v for k, v in vars(args).items() if k in ServerSettings.model_fields and v is not None}
-    return ServerSettings(**overrides)
+    return settings_from_args(args, ServerSettings)
