@@ -46,13 +46,22 @@ class DecodeExecutor:
 
 async def pcm_from_frames(frame_batches: AsyncIterator[np.ndarray], decoder: StreamDecoder,
                           executor: DecodeExecutor) -> AsyncIterator[np.ndarray]:
-    async for frames in frame_batches:
-        audio = await executor.run(decoder.push, frames)
-        if audio.size:
-            yield audio
-    tail = await executor.run(decoder.flush)
-    if tail.size:
-        yield tail
+    """Decoders with ``apush``/``aflush`` (the cross-stream batcher) decode on their own worker;
+    others run on ``executor``. ``close()``, when the decoder has it, runs however we exit."""
+    push = getattr(decoder, "apush", None) or (lambda frames: executor.run(decoder.push, frames))
+    flush = getattr(decoder, "aflush", None) or (lambda: executor.run(decoder.flush))
+    try:
+        async for frames in frame_batches:
+            audio = await push(frames)
+            if audio.size:
+                yield audio
+        tail = await flush()
+        if tail.size:
+            yield tail
+    finally:
+        close = getattr(decoder, "close", None)
+        if close is not None:
+            close()
 
 
 def float_to_pcm16(audio: np.ndarray) -> bytes:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..settings import OrpheusSettings
+from .decode_batcher import DecodeBatcher
 from .decode_stage import DecodeExecutor, StreamDecoder, float_to_pcm16, pcm_from_frames
 from .frames import FrameAssembler, frames_from_tokens
 from .generator import SamplingOptions, TokenGenerator
@@ -30,7 +31,6 @@ from .profiles import ModelProfile, get_profile
 from .prompt import PromptBuilder
 from .snac_codec import SAMPLE_RATE, CodecConfig, SnacCodec, load_snac, resolve_device
 from .text import TextError, audio_token_budget, split_sentences, validate
-from .window_decoder import WindowDecoder
 
 log = logging.getLogger("orpheus.engine")
 
@@ -118,8 +118,10 @@ class OrpheusEngine:
         self.generator = generator
         self.prompts = prompts
         self.codec = codec
-        self.decoder_factory = decoder_factory or (lambda: WindowDecoder(codec))
-        self.executor = DecodeExecutor(settings.decode_threads)
+        # Default: the exact incremental decoder, every stream batched through one worker thread.
+        self.batcher = None if decoder_factory else DecodeBatcher.for_codec(codec, threads=settings.decode_threads)
+        self.decoder_factory = decoder_factory or self.batcher.open_stream
+        self.executor = DecodeExecutor(settings.decode_threads)  # for decoders without async push
         self.active_streams = 0
 
     @classmethod
@@ -206,6 +208,8 @@ class OrpheusEngine:
         return self.generator.running_requests
 
     async def aclose(self) -> None:
+        if self.batcher is not None:
+            self.batcher.shutdown()
         self.executor.shutdown()
         self.generator.shutdown()
 
