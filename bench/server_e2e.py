@@ -6,7 +6,8 @@ Starts `python -m agent serve` (tiny model, random SNAC) as its own process, the
 clients at once, each speaking one segment. Per stream: TTFB (request -> first PCM byte), real-time
 factor, and underruns: a player that starts `--buffer-ms` after the first byte and plays 24 kHz
 s16le in real time counts every 20 ms block not yet received at its play-out time. CPU seconds per
-audio second covers the whole server (engine core process included). Prints one JSON object.
+audio second covers the whole server (engine core process included). The same clients run against
+a server with the window decoder (`--decoder window`) as the baseline. Prints one JSON object.
 The model is random: this measures speed, not speech.
 """
 
@@ -107,12 +108,13 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
 
-async def run(args) -> dict:
+async def run_server(args, decoder: str) -> list[dict]:
     port = free_port()
-    proc = start_server(port, args.server_args.split() if args.server_args else [])
+    extra = ["--decoder", decoder, *(args.server_args.split() if args.server_args else [])]
+    proc = start_server(port, extra)
     server = psutil.Process(proc.pid)
     url = f"ws://127.0.0.1:{port}/v1/audio/speech/stream/ws"
-    report = {"frames_per_stream": args.frames, "buffer_ms": args.buffer_ms, "cores": os.cpu_count(), "runs": []}
+    runs = []
     try:
         await one_client(url, 0, 8, 0.2)  # warm-up
         for k in [int(c) for c in args.clients.split(",")]:
@@ -121,7 +123,7 @@ async def run(args) -> dict:
             cpu = tree_cpu_s(server) - cpu_before
             ttfb = [r["ttfb_ms"] for r in results]
             audio = sum(r["audio_s"] for r in results)
-            report["runs"].append({
+            runs.append({
                 "clients": k, "ttfb_ms_p50": pct(ttfb, 50), "ttfb_ms_p95": pct(ttfb, 95),
                 "rtf_max": max(r["rtf"] for r in results), "rtf_mean": statistics.mean(r["rtf"] for r in results),
                 "underruns_total": sum(r["underruns"] for r in results),
@@ -131,6 +133,14 @@ async def run(args) -> dict:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    return runs
+
+
+async def run(args) -> dict:
+    """Ours (incremental + batching) against the window decoder, same server, same run."""
+    report = {"frames_per_stream": args.frames, "buffer_ms": args.buffer_ms, "cores": os.cpu_count()}
+    for decoder in args.decoders.split(","):
+        report[decoder] = await run_server(args, decoder)
     return report
 
 
@@ -139,6 +149,7 @@ def main() -> None:
     parser.add_argument("--clients", default="1,2,4")
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--buffer-ms", type=float, default=200)
+    parser.add_argument("--decoders", default="incremental,window", help="server decoders to compare")
     parser.add_argument("--server-args", default="", help="extra flags for `agent serve`")
     print(json.dumps(asyncio.run(run(parser.parse_args())), indent=2))
 

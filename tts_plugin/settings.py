@@ -46,7 +46,12 @@ class OrpheusSettings(BaseSettings):
     # Text and audio
     voice: str | None = Field(None, description="default voice (profile default when unset)")
     max_input_chars: int = Field(4000, ge=1)
-    decode_threads: int = Field(1, ge=1, description="torch threads for SNAC decoding")
+    decode_threads: int = Field(
+        1, ge=1, description="torch threads for SNAC decoding (keep 1 on CPU: more collapse when vLLM holds the cores)"
+    )
+    decoder: Literal["incremental", "window"] = Field(
+        "incremental", description="streaming SNAC decoder: exact incremental + cross-stream batching, or windows"
+    )
     snac_dtype: Literal["float32", "bfloat16"] = "float32"
 
     # Server

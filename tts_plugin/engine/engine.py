@@ -31,6 +31,7 @@ from .profiles import ModelProfile, get_profile
 from .prompt import PromptBuilder
 from .snac_codec import SAMPLE_RATE, CodecConfig, SnacCodec, load_snac, resolve_device
 from .text import TextError, audio_token_budget, split_sentences, validate
+from .window_decoder import WindowDecoder
 
 log = logging.getLogger("orpheus.engine")
 
@@ -119,8 +120,13 @@ class OrpheusEngine:
         self.prompts = prompts
         self.codec = codec
         # Default: the exact incremental decoder, every stream batched through one worker thread.
-        self.batcher = None if decoder_factory else DecodeBatcher.for_codec(codec, threads=settings.decode_threads)
-        self.decoder_factory = decoder_factory or self.batcher.open_stream
+        self.batcher = None
+        if decoder_factory is None and settings.decoder == "window":
+            decoder_factory = lambda: WindowDecoder(codec)  # noqa: E731
+        if decoder_factory is None:
+            self.batcher = DecodeBatcher.for_codec(codec, threads=settings.decode_threads)
+            decoder_factory = self.batcher.open_stream
+        self.decoder_factory = decoder_factory
         self.executor = DecodeExecutor(settings.decode_threads)  # for decoders without async push
         self.active_streams = 0
 
