@@ -39,6 +39,7 @@ class WorkerSettings(BaseSettings):
     agent_stt: str | None = Field(None, description="speech-to-text: module:factory or an inference model id")
     agent_llm: str | None = Field(None, description="LLM: module:factory or an inference model id")
     agent_vad: str | None = Field(None, description="voice activity detector: module:factory")
+    agent_max_jobs: int = Field(8, ge=1, description="concurrent rooms this worker takes (its load = jobs / this)")
 
 
 def load_component(spec: str | None) -> Any:
@@ -100,7 +101,10 @@ def build_server():
     from livekit.agents import AgentServer
 
     settings = WorkerSettings()
-    server = AgentServer()
+    # Load = share of job slots in use, not CPU: on one host the CPU is the TTS engine's, and
+    # livekit-server stops dispatching to a worker that reports itself loaded.
+    server = AgentServer(load_fnc=lambda srv: len(srv.active_jobs) / settings.agent_max_jobs,
+                         load_threshold=1.0)
     # agent_name set: jobs come only by explicit dispatch (token room config, dispatch API, SIP rule).
     server.rtc_session(entrypoint, agent_name=settings.agent_name)
     return server
