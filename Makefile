@@ -8,8 +8,11 @@ LIVEKIT    := $(VENV)/bin/livekit-server
 LIVEKIT_VERSION := v1.13.5
 TEST_MODEL := .cache/tiny-orpheus
 PYTEST_ARGS ?=
+# The local keys of livekit.yaml: the server's token endpoint and the agent worker use them.
+LK_ENV     := LIVEKIT_URL=ws://127.0.0.1:7880 LIVEKIT_API_KEY=orpheus-dev LIVEKIT_API_SECRET=orpheus-local-development-secret-0123456789
+AGENT_NAME ?= orpheus
 
-.PHONY: setup system-deps python-deps web-deps livekit-server serve serve-tiny livekit test bench test-model clean
+.PHONY: setup system-deps python-deps web-deps livekit-server serve serve-tiny livekit agent test bench test-model clean
 
 setup: system-deps python-deps livekit-server web-deps
 
@@ -49,21 +52,27 @@ test-model: python-deps
 
 # The main job: the TTS server with the real Orpheus weights (needs a GPU machine with `vllm`).
 serve: setup
-	$(PY) -m agent serve
+	$(LK_ENV) ORPHEUS_AGENT_NAME=$(AGENT_NAME) $(PY) -m agent serve
 
 # The same server on the tiny random-weight model (noise, not speech): runs on this CPU.
 serve-tiny: setup test-model
-	$(PY) -m agent serve --model $(TEST_MODEL) --snac-model random --kv-cache-gib 0.5 --top-p 1.0
+	$(LK_ENV) ORPHEUS_AGENT_NAME=$(AGENT_NAME) $(PY) -m agent serve --model $(TEST_MODEL) --snac-model random \
+		--kv-cache-gib 0.5 --top-p 1.0 --rtc-prebuffer-ms 2000
 
 livekit: livekit-server
 	$(LIVEKIT) --config livekit.yaml
+
+# The LiveKit agent worker, speaking through the TTS server of `make serve` / `make serve-tiny`.
+agent: setup
+	$(LK_ENV) ORPHEUS_AGENT_NAME=$(AGENT_NAME) ORPHEUS_SERVER_URL=http://127.0.0.1:8000 $(PY) -m agent dev
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup test-model
-	$(PY) bench/engine.py
 	$(PY) bench/decoder.py
+	$(PY) bench/engine.py
+	$(PY) bench/server_e2e.py
 
 clean:
 	rm -rf $(VENV) .cache web/node_modules
