@@ -19,6 +19,8 @@ from contextlib import aclosing
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# vLLM logs to stdout by default: keep stdout for the JSON report.
+os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
 
 from tests.fixtures.engine import tiny_settings  # noqa: E402
 from tts_plugin.engine.engine import OrpheusEngine  # noqa: E402
