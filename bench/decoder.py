@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baseline_decoder import BaselineWindowDecoder, ShippedWindowDecoder  # noqa: E402
-from tts_plugin.engine.decode_batcher import DecodeBatcher  # noqa: E402
+from tts_plugin.engine.decode_batcher import DecodePool  # noqa: E402
 from tts_plugin.engine.decode_stage import DecodeExecutor  # noqa: E402
 from tts_plugin.engine.snac_codec import FRAME_SAMPLES, SAMPLE_RATE, CodecConfig, SnacCodec, load_snac  # noqa: E402
 from tts_plugin.engine.stream_decoder import IncrementalDecoder, IncrementalSnac  # noqa: E402
@@ -213,7 +213,7 @@ async def realtime_trial(make_decoder, streams: int, frames_per_stream: int, rng
     return await asyncio.gather(*tasks)
 
 
-def ours_factory(batcher: DecodeBatcher):
+def ours_factory(batcher: DecodePool):
     def make():
         stream = batcher.open_stream()
         return stream.apush, stream.aflush
@@ -271,6 +271,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every decoder (compute figures)")
     parser.add_argument("--realtime-threads", type=int, default=1,
                         help="torch threads of the decode worker (ours and baseline) in the real-time test")
+    parser.add_argument("--realtime-workers", type=int, default=1,
+                        help="decode worker threads (ours: batchers in a pool; baseline: executor threads)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--frames", type=int, default=48, help="frames per utterance (compute, fidelity)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -308,8 +310,9 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.skip_realtime:
         buffer_s = args.startup_buffer_ms / 1000
         common = dict(frames_per_stream=args.stream_frames, buffer_s=buffer_s, limit=args.max_streams, seed=11)
-        batcher = DecodeBatcher(snac, threads=args.realtime_threads, max_wait_s=args.batch_wait_ms / 1000)
-        executor = DecodeExecutor(args.realtime_threads)
+        batcher = DecodePool(snac, workers=args.realtime_workers, threads=args.realtime_threads,
+                             max_wait_s=args.batch_wait_ms / 1000)
+        executor = DecodeExecutor(args.realtime_threads, workers=args.realtime_workers)
         try:
             ours_n, ours_first = max_realtime_streams(ours_factory(batcher), **common)
             base_n, base_first = max_realtime_streams(baseline_factory(codec, executor), **common)
@@ -325,7 +328,8 @@ def main(argv: list[str] | None = None) -> dict:
                       baseline_first_audio_tokens=base_first.get("first_audio_tokens"),
                       baseline_first_audio_ms=base_first.get("first_audio_ms"),
                       startup_buffer_ms=args.startup_buffer_ms, stream_frames=args.stream_frames,
-                      realtime_threads=args.realtime_threads, batch_wait_ms=args.batch_wait_ms,
+                      realtime_threads=args.realtime_threads, realtime_workers=args.realtime_workers,
+                      batch_wait_ms=args.batch_wait_ms,
                       batcher_rows_per_call=round(batcher.rows / max(batcher.ticks, 1), 2))
     print(json.dumps(report))
     return report

@@ -49,6 +49,9 @@ class OrpheusSettings(BaseSettings):
     decode_threads: int = Field(
         1, ge=1, description="torch threads for SNAC decoding (keep 1 on CPU: more collapse when vLLM holds the cores)"
     )
+    decode_workers: int = Field(
+        1, ge=1, description="SNAC decode workers (one core each); more only where cores are spare"
+    )
     decoder: Literal["incremental", "window"] = Field(
         "incremental", description="streaming SNAC decoder: exact incremental + cross-stream batching, or windows"
     )

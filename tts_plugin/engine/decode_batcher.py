@@ -62,6 +62,10 @@ class DecodeBatcher:
         return BatchedStreamDecoder(self, IncrementalDecoder(self.snac, first_audio_frames=self.first_audio_frames,
                                                              start_frame=start_frame))
 
+    @property
+    def open_streams(self) -> int:
+        return self._open_streams
+
     def _close_stream(self) -> None:
         with self._cond:
             self._open_streams -= 1
@@ -194,3 +198,37 @@ class BatchedStreamDecoder:
         if not self._closed:
             self._closed = True
             self.batcher._close_stream()
+
+
+class DecodePool:
+    """Several batchers, each a worker thread (one per spare core): a new stream goes to the
+    batcher with the fewest open streams. Prefer more workers of one thread each to one worker of
+    many threads: multi-threaded torch ops on small chunks collapse when vLLM holds the cores."""
+
+    def __init__(self, snac: IncrementalSnac, *, workers: int = 1, threads: int = 1, **batcher_kwargs) -> None:
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        self.batchers = [DecodeBatcher(snac, threads=threads, **batcher_kwargs) for _ in range(workers)]
+
+    @classmethod
+    def for_codec(cls, codec: SnacCodec, **kwargs) -> "DecodePool":
+        return cls(IncrementalSnac(codec), **kwargs)
+
+    def open_stream(self, start_frame: int = 0) -> BatchedStreamDecoder:
+        return min(self.batchers, key=lambda b: b.open_streams).open_stream(start_frame)
+
+    @property
+    def busy_s(self) -> float:
+        return sum(b.busy_s for b in self.batchers)
+
+    @property
+    def ticks(self) -> int:
+        return sum(b.ticks for b in self.batchers)
+
+    @property
+    def rows(self) -> int:
+        return sum(b.rows for b in self.batchers)
+
+    def shutdown(self) -> None:
+        for batcher in self.batchers:
+            batcher.shutdown()

@@ -25,8 +25,8 @@ class DecodeExecutor:
     """One worker thread with its own torch thread count: decode calls never block the loop, and
     never oversubscribe the cores that vLLM also uses."""
 
-    def __init__(self, threads: int = 1) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snac-decode",
+    def __init__(self, threads: int = 1, workers: int = 1) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="snac-decode",
                                         initializer=torch.set_num_threads, initargs=(threads,))
         self.busy_s = 0.0  # wall time spent decoding (one worker: also its CPU time bound)
 

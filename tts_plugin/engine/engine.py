@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..settings import OrpheusSettings
-from .decode_batcher import DecodeBatcher
+from .decode_batcher import DecodePool
 from .decode_stage import DecodeExecutor, StreamDecoder, float_to_pcm16, pcm_from_frames
 from .frames import FrameAssembler, frames_from_tokens
 from .generator import SamplingOptions, TokenGenerator
@@ -124,7 +124,8 @@ class OrpheusEngine:
         if decoder_factory is None and settings.decoder == "window":
             decoder_factory = lambda: WindowDecoder(codec)  # noqa: E731
         if decoder_factory is None:
-            self.batcher = DecodeBatcher.for_codec(codec, threads=settings.decode_threads)
+            self.batcher = DecodePool.for_codec(codec, workers=settings.decode_workers,
+                                                threads=settings.decode_threads)
             decoder_factory = self.batcher.open_stream
         self.decoder_factory = decoder_factory
         self.executor = DecodeExecutor(settings.decode_threads)  # for decoders without async push

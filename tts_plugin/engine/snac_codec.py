@@ -11,6 +11,7 @@ Two changes to the model as published, both output-preserving in distribution:
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,8 +50,17 @@ class PositionalNoise(nn.Module):
         self.mode = mode
         gen = torch.Generator().manual_seed(seed)
         self.register_buffer("table", torch.randn(NOISE_TABLE_LEN, generator=gen), persistent=False)
-        # Absolute latent-frame index of column 0 of the input, per batch row (set by the caller).
-        self.start_latent: torch.Tensor | None = None
+        # Per thread: decode workers share this module, each decoding its own positions.
+        self._position = threading.local()
+
+    @property
+    def start_latent(self) -> torch.Tensor | None:
+        """Absolute latent-frame index of column 0 of the input, per batch row (set by the caller)."""
+        return getattr(self._position, "start_latent", None)
+
+    @start_latent.setter
+    def start_latent(self, value: torch.Tensor | None) -> None:
+        self._position.start_latent = value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "off":
