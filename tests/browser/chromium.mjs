@@ -13,15 +13,29 @@ const CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no
   "--disable-background-networking", "--disable-component-update", "--disable-sync",
   "--autoplay-policy=no-user-gesture-required"];
 
-export function launchChromium() {
-  return chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_FLAGS, headless: true });
-}
-
-export function recordPageErrors(page) {
+function recordPageErrors(page) {
   const errors = [];
   page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
   page.on("pageerror", (e) => errors.push(String(e)));
   return errors;
+}
+
+// Runs `scenario(page, result)` in a fresh headless Chromium and prints `result` as one JSON line,
+// with `ok`, the page's console errors, and the error that stopped the scenario, if any.
+export async function runInChromium(scenario) {
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_FLAGS, headless: true });
+  const result = { ok: false };
+  try {
+    const page = await browser.newPage();
+    result.consoleErrors = recordPageErrors(page);
+    await scenario(page, result);
+    result.ok = true;
+  } catch (error) {
+    result.error = String(error && error.stack || error);
+  } finally {
+    await browser.close();
+  }
+  console.log(JSON.stringify(result));
 }
 
 // entries: the values of an RTCStatsReport, copied out of the page ([...report.values()])

@@ -1,18 +1,14 @@
 // Drives the listener page in headless Chromium (Debian package) with playwright-core:
 // load the page, speak a sentence, and read the peer connection's getStats().
 // Usage: node tests/browser/listener_page.mjs <base-url> <text>   (prints one JSON line)
-import { inboundAudio, launchChromium, recordPageErrors } from "./chromium.mjs";
+import { inboundAudio, runInChromium } from "./chromium.mjs";
 
 const [baseUrl, text = "Hello there."] = process.argv.slice(2);
 
 const pageStats = (page) => page.evaluate(async () => [...(await window.orpheus.pc.getStats()).values()])
   .then(inboundAudio);
 
-const browser = await launchChromium();
-const result = { ok: false };
-try {
-  const page = await browser.newPage();
-  const consoleErrors = recordPageErrors(page);
+await runInChromium(async (page, result) => {
   await page.goto(baseUrl, { waitUntil: "load" });
   await page.waitForSelector("#speak:not([disabled])", { timeout: 60_000 });
   result.voices = await page.$$eval("#voice option", (options) => options.map((o) => o.value));
@@ -32,11 +28,4 @@ try {
     state: await page.textContent("#state"),
     error: await page.textContent("#error"),
   };
-  result.consoleErrors = consoleErrors;
-  result.ok = true;
-} catch (error) {
-  result.error = String(error && error.stack || error);
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(result));
+});

@@ -2,7 +2,7 @@
 // room with the token in the address, wait for the agent's audio, read the receiver's getStats(),
 // send a chat message and read them again.
 // Usage: node tests/browser/livekit_room.mjs <page-url> <message>   (prints one JSON line)
-import { inboundAudio, launchChromium, recordPageErrors } from "./chromium.mjs";
+import { inboundAudio, runInChromium } from "./chromium.mjs";
 
 const [pageUrl, message = "Say this from the browser."] = process.argv.slice(2);
 
@@ -13,11 +13,7 @@ const agentTrackStats = (page) => page.evaluate(async () => {
   return report ? [...report.values()] : null;
 }).then(inboundAudio);
 
-const browser = await launchChromium();
-const result = { ok: false };
-try {
-  const page = await browser.newPage();
-  const consoleErrors = recordPageErrors(page);
+await runInChromium(async (page, result) => {
   await page.goto(pageUrl, { waitUntil: "load" });
   await page.waitForFunction(() => window.orpheusLk.agentTrack !== null, null, { timeout: 180_000 });
   result.connection = await page.textContent("#connection");
@@ -35,11 +31,4 @@ try {
   result.agentEvents = await page.evaluate(() => window.orpheusLk.events.filter((e) => e.type === "agent"));
   result.sent = await page.evaluate(() => window.orpheusLk.sent);
   result.agentState = await page.textContent("#agent");
-  result.consoleErrors = consoleErrors;
-  result.ok = true;
-} catch (error) {
-  result.error = String(error && error.stack || error);
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(result));
+});
