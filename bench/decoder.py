@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-streams", type=int, default=64)
     parser.add_argument("--batch-wait-ms", type=float, default=5.0,
                         help="how long the batcher waits for other due streams before a call")
-    parser.add_argument("--fused-snake", action="store_true", help="torch.compile the Snake activation")
+    parser.add_argument("--torch-snake", action="store_true", help="eager torch Snake instead of the compiled kernel")
     parser.add_argument("--skip-realtime", action="store_true")
     parser.add_argument("--skip-compute", action="store_true")
     parser.add_argument("--contention", action="store_true",
@@ -295,12 +295,12 @@ def main(argv: list[str] | None = None) -> dict:
     dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
     codec = SnacCodec(load_snac("random"), CodecConfig(dtype=dtype))
     shipped_model = load_snac("random").to(dtype)  # same seed: same weights, weight norm kept, RNG noise
-    snac = IncrementalSnac(codec, fused_snake=args.fused_snake)
+    snac = IncrementalSnac(codec, native_snake=not args.torch_snake)
     rng = np.random.default_rng(7)
     frames = random_frames(rng, args.frames)
-    run_ours_single(snac, frames[:4])  # warm-up (and compile, if fused)
+    run_ours_single(snac, frames[:4])  # warm-up
 
-    report: dict = dict(threads=args.threads, dtype=args.dtype, fused_snake=args.fused_snake, frames=args.frames)
+    report: dict = dict(threads=args.threads, dtype=args.dtype, native_snake=snac.snake.native, frames=args.frames)
     report.update(fidelity(codec, snac, frames))
     if not args.skip_compute:
         report.update(compute(codec, snac, shipped_model, frames, rounds=args.rounds, lockstep=args.lockstep,

@@ -87,7 +87,7 @@ class CollectingAudioOutput(io.AudioOutput):
 async def test_agent_session_speaks_llm_streamed_text_sentence_by_sentence(engine):
     sink = CollectingAudioOutput()
     scripted = ScriptedLLM(sink.heard)
-    tts = OrpheusTTS(engine=engine, max_tokens=MAX_TOKENS)
+    tts = OrpheusTTS(engine=engine, max_tokens=MAX_TOKENS, temperature=0.0)  # greedy: exact lengths
     session = AgentSession(llm=scripted, tts=tts)
     session.output.audio = sink
     try:

@@ -1,7 +1,9 @@
 """OrpheusTTS on both backends: the engine in this process and the real TTS server over its WebSocket.
 
-The tiny random model never says end-of-speech, so every sentence runs to ``max_tokens`` (56 = 8
-frames = 8 x 2048 samples): the amount of audio a text should give is known exactly.
+Decoding is greedy on both sides (the server fixture runs with ``--temperature 0``), and the tiny
+random model's greedy path never says end-of-speech, so every sentence runs to ``max_tokens``
+(56 = 8 frames = 8 x 2048 samples): the amount of audio a text should give is known exactly.
+(Sampling can draw end-of-speech at a frame boundary, which made these lengths flaky.)
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def speech_source(request):
 async def orpheus_tts(speech_source):
     kind, source = speech_source
     if kind == "engine":
-        tts = OrpheusTTS(engine=source, max_tokens=MAX_TOKENS)
+        tts = OrpheusTTS(engine=source, max_tokens=MAX_TOKENS, temperature=0.0)
     else:
         tts = OrpheusTTS(server_url=source.base_url)
     yield tts

@@ -140,7 +140,7 @@ class DecodeBatcher:
             if z is None:  # nothing to step yet (inside the lag): maybe early audio
                 _resolve(request.future, decoder.finish(None, 0))
             else:
-                groups[z.shape[-1]].append((request, z))
+                groups[z.shape[1]].append((request, z))
         for rows in groups.values():  # one batched call per chunk length
             decoders = [request.stream.decoder for request, _ in rows]
             firsts = [d.next_position() for d in decoders]

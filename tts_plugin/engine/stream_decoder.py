@@ -10,10 +10,10 @@ are zeroed before every temporal convolution, which is exactly the zero padding 
 decode applies, and dropped from the final audio. End of stream feeds zero latents until the
 lag is drained.
 
-The transposed convolutions (kernel 2s, stride s, padding s/2) run as one GEMM over pairs of
-consecutive inputs with ``s`` output phases: same arithmetic, no slow ConvTranspose1d path on the
-CPU, and a one-sample state. 1x1 convolutions at the latent rate run as plain GEMMs (oneDNN's
-conv path is ~10x slower on 4-column inputs).
+Activations are time-major, ``(B, T, C)``: every 1x1 convolution is one GEMM on a free view,
+and the transposed convolutions (kernel 2s, stride s, padding s/2) are one GEMM over pairs of
+consecutive inputs whose rows are already the upsampled output, in order. Channel-major layout
+cost a transpose copy around each of them (~30 % of a step).
 
 Use one torch thread on the CPU: a step is ~200 small ops, and with two threads every op's
 parallel region waits for a core that vLLM (or anything else) holds: measured >5x slower.
@@ -30,91 +30,45 @@ import torch.nn.functional as F
 from torch import nn
 
 from .frames import frames_to_snac_codes
+from .snake_kernel import Snake
 from .snac_codec import FRAME_SAMPLES, HOP, LATENTS_PER_FRAME, NOISE_TABLE_LEN, PositionalNoise, SnacCodec
 
 
 @dataclass
 class StreamState:
-    """Per-stream convolution state and position; rows of a batched step."""
+    """Per-stream convolution state and position; rows of a batched step. Steps never write into
+    ``history`` tensors, so a copy of the list is an independent fork of the stream."""
 
-    history: list[torch.Tensor]  # one (1, C, H) tensor per stateful slot, in plan order
+    history: list[torch.Tensor]  # one (1, H, C) tensor per stateful slot, in plan order
     start_latent: int = 0  # absolute latent index of this stream's latent 0 (noise positions)
     latents_in: int = 0  # latents fed so far, including end-of-stream padding
     end_latent: int | None = None  # real latents of the stream, once it has ended
+
+    def fork(self, *, end_latent: int | None) -> "StreamState":
+        return StreamState(list(self.history), self.start_latent, self.latents_in, end_latent)
 
 
 class _StepContext:
     """Positions of the current chunk for every row, at any layer's rate and lag."""
 
-    def __init__(self, states: list[StreamState], latents: int) -> None:
+    def __init__(self, states: list[StreamState]) -> None:
         self.first = [s.latents_in for s in states]
         self.ends = [s.end_latent for s in states]
         self.starts = [s.start_latent for s in states]
-        self.latents = latents
 
     def first_positions(self, up: int, lag: int) -> list[int]:
         return [a * up - lag for a in self.first]
 
     def zero_invalid(self, x: torch.Tensor, up: int, lag: int) -> torch.Tensor:
-        """Zero the columns an offline decode would see as padding (before 0 or past the end)."""
-        length = x.shape[-1]
+        """Zero the rows an offline decode would see as padding (before 0 or past the end)."""
+        length = x.shape[1]
         firsts = self.first_positions(up, lag)
         if all(f >= 0 and (e is None or f + length <= e * up) for f, e in zip(firsts, self.ends)):
             return x
         pos = torch.tensor(firsts, device=x.device).view(-1, 1) + torch.arange(length, device=x.device)
         ends = torch.tensor([(e * up if e is not None else 1 << 62) for e in self.ends], device=x.device)
         keep = (pos >= 0) & (pos < ends.view(-1, 1))
-        return x * keep.unsqueeze(1).to(x.dtype)
-
-
-def _snake(x: torch.Tensor, alpha: torch.Tensor, inv_alpha: torch.Tensor, out: torch.Tensor | None = None):
-    # snac's x + 1/(alpha+1e-9) * sin(alpha x)^2 with one temporary instead of four
-    return torch.addcmul(x, (alpha * x).sin_().square_(), inv_alpha, out=out)
-
-
-def _snake_expr(x, alpha, inv_alpha):
-    return x + inv_alpha * torch.sin(alpha * x).pow(2)
-
-
-def _snake_into(x, alpha, inv_alpha, out):
-    out.copy_(_snake_expr(x, alpha, inv_alpha))
-
-
-class SnakeKernels:
-    """Snake activation, eager or fused by torch.compile (one pass instead of four). On this CPU
-    the fused kernel halves Snake alone, but the decode gains only ~10 % at 8 streams and nothing
-    for one stream (call overhead), so it is opt-in. Compiling needs a C++ compiler (CPU) and
-    5-20 s once per process; any compile failure falls back to eager."""
-
-    def __init__(self, fused: bool = False) -> None:
-        self.fused = fused
-        if fused:
-            self._apply = torch.compile(_snake_expr, dynamic=True)
-            self._into = torch.compile(_snake_into, dynamic=True)
-
-    def apply(self, x, alpha, inv_alpha):
-        if self.fused:
-            try:
-                return self._apply(x, alpha, inv_alpha)
-            except Exception:  # no compiler / backend: stay correct, get slower
-                self.fused = False
-        return _snake(x, alpha, inv_alpha)
-
-    def into(self, x, alpha, inv_alpha, out):
-        if self.fused:
-            try:
-                self._into(x, alpha, inv_alpha, out)
-                return
-            except Exception:
-                self.fused = False
-        _snake(x, alpha, inv_alpha, out=out)
-
-
-EAGER_SNAKE = SnakeKernels(fused=False)
-
-
-def _cat_history(history: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([history, x], dim=2) if history.shape[-1] else x
+        return x * keep.unsqueeze(2).to(x.dtype)
 
 
 class _Op:
@@ -130,36 +84,30 @@ class _Op:
 
 
 class _Snake(_Op):
-    kernels = EAGER_SNAKE
-
-    def __init__(self, snake: nn.Module) -> None:
-        self.alpha = snake.alpha.detach()
+    def __init__(self, snake: nn.Module, kernel: Snake) -> None:
+        self.alpha = snake.alpha.detach().reshape(-1).contiguous()  # (C,): per channel of a row
         self.inv_alpha = (self.alpha + 1e-9).reciprocal()
+        self.kernel = kernel
+
+    def __call__(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return self.kernel(x, self.alpha, self.inv_alpha, out=out)
 
     def step(self, x, history, ctx):
-        return self.kernels.apply(x, self.alpha, self.inv_alpha), []
+        return self(x), []
 
 
 class _Pointwise(_Op):
-    """1x1 conv. Short chunks (latent rate) run as one (B*T, C_in) x (C_in, C_out) GEMM: oneDNN's
-    conv path is ~10x slower there; long chunks keep the channels-first conv."""
-
-    SHORT = 16
+    """1x1 conv: one (B*T, C_in) x (C_in, C_out) GEMM."""
 
     def __init__(self, conv: nn.Conv1d) -> None:
-        self.weight = conv.weight.detach()
+        self.weight_t = conv.weight.detach()[:, :, 0].t().contiguous()  # (C_in, C_out)
         self.bias = None if conv.bias is None else conv.bias.detach()
-        self.weight_t = self.weight[:, :, 0].t().contiguous()  # (C_in, C_out)
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, t = x.shape
-        if t >= self.SHORT:
-            if b == 1 and self.bias is not None:
-                return torch.addmm(self.bias.view(-1, 1), self.weight[:, :, 0], x[0]).unsqueeze(0)
-            return F.conv1d(x, self.weight, self.bias)
-        rows = x.transpose(1, 2).reshape(b * t, c)
+        b, t, c = x.shape
+        rows = x.reshape(b * t, c)
         y = rows @ self.weight_t if self.bias is None else torch.addmm(self.bias, rows, self.weight_t)
-        return y.view(b, t, -1).transpose(1, 2).contiguous()
+        return y.view(b, t, -1)
 
     def step(self, x, history, ctx):
         return self.apply(x), []
@@ -170,26 +118,65 @@ class _Tanh(_Op):
         return torch.tanh_(x), []
 
 
+class _Depthwise:
+    """'Valid' depthwise conv along time of a time-major (B, span + n, C) buffer -> (B, n, C).
+    Short chunks: one multiply-add per tap. Long ones: oneDNN's channels-last depthwise conv,
+    which reads the time-major buffer as it is and writes time-major output."""
+
+    TAPS_MAX = 64
+
+    def __init__(self, conv: nn.Conv1d) -> None:
+        weight = conv.weight.detach()  # (C, 1, k)
+        self.taps = weight[:, 0, :].t().contiguous()  # (k, C)
+        self.weight_cl = weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        self.bias = conv.bias.detach()
+        self.dilation, self.channels = conv.dilation[0], conv.in_channels
+        self.span = (conv.kernel_size[0] - 1) * self.dilation
+
+    def __call__(self, buf: torch.Tensor) -> torch.Tensor:
+        n, d = buf.shape[1] - self.span, self.dilation
+        if n <= self.TAPS_MAX:
+            y = torch.addcmul(self.bias, buf[:, :n], self.taps[0])
+            for k in range(1, len(self.taps)):
+                y.addcmul_(buf[:, k * d:k * d + n], self.taps[k])
+            return y
+        y = F.conv2d(buf.transpose(1, 2).unsqueeze(2), self.weight_cl, self.bias, dilation=(1, d),
+                     groups=self.channels)
+        return y.squeeze(2).transpose(1, 2).contiguous()  # already time-major: no copy
+
+
 class _TemporalConv(_Op):
     """Symmetric-padded conv (kernel k, dilation d): state = last (k-1)d inputs, lag += pad."""
 
     states = 1
 
     def __init__(self, conv: nn.Conv1d, up: int, lag_in: int) -> None:
-        self.weight, self.bias = conv.weight.detach(), conv.bias.detach()
-        self.dilation, self.groups = conv.dilation[0], conv.groups
-        self.span = (conv.kernel_size[0] - 1) * self.dilation
-        assert conv.padding[0] * 2 == self.span, "expects 'same' padding"
+        assert conv.padding[0] * 2 == (conv.kernel_size[0] - 1) * conv.dilation[0], "expects 'same' padding"
         self.up, self.lag_in, self.lag = up, lag_in, lag_in + conv.padding[0]
         self.channels = conv.in_channels
+        self.depthwise = _Depthwise(conv) if conv.groups == conv.in_channels == conv.out_channels else None
+        weight = conv.weight.detach()  # (C_out, C_in, k)
+        self.kernel, self.dilation = conv.kernel_size[0], conv.dilation[0]
+        self.span = (self.kernel - 1) * self.dilation
+        # dense conv: one GEMM gives every tap's contribution, the taps' rows are then summed
+        self.taps = weight.permute(1, 2, 0).reshape(conv.in_channels, -1).contiguous()  # (C_in, k*C_out)
+        self.bias, self.out_channels = conv.bias.detach(), conv.out_channels
 
     def init_history(self):
-        return [torch.zeros(1, self.channels, self.span, dtype=self.weight.dtype, device=self.weight.device)]
+        return [torch.zeros(1, self.span, self.channels, dtype=self.bias.dtype, device=self.bias.device)]
 
     def step(self, x, history, ctx):
-        buf = _cat_history(history[0], ctx.zero_invalid(x, self.up, self.lag_in))
-        y = F.conv1d(buf, self.weight, self.bias, dilation=self.dilation, groups=self.groups)
-        return y, [buf[:, :, buf.shape[-1] - self.span:]]
+        buf = torch.cat([history[0], ctx.zero_invalid(x, self.up, self.lag_in)], dim=1)
+        if self.depthwise is not None:
+            y = self.depthwise(buf)
+        else:
+            b, length, c = buf.shape
+            n, d = length - self.span, self.dilation
+            per_tap = (buf.view(b * length, c) @ self.taps).view(b, length, self.kernel, self.out_channels)
+            y = per_tap[:, :n, 0] + self.bias
+            for k in range(1, self.kernel):
+                y += per_tap[:, k * d:k * d + n, k]
+        return y, [buf[:, buf.shape[1] - self.span:]]
 
 
 class _Upsample(_Op):
@@ -197,7 +184,7 @@ class _Upsample(_Op):
 
     Untrimmed output block m (samples s*m .. s*m+s-1) = W[:, :, r] x[m] + W[:, :, s+r] x[m-1];
     the padding trims s/2 samples at the start, which is a lag of s/2 output samples. It runs as
-    one GEMM (B*n, 2*C_in) x (2*C_in, s*C_out) whose rows reshape to time-major output for free.
+    one GEMM (B*n, 2*C_in) x (2*C_in, s*C_out) whose rows are the time-major output as is.
     """
 
     states = 1
@@ -216,19 +203,17 @@ class _Upsample(_Op):
         self.up, self.lag = up_in * s, lag_in * s + p
 
     def init_history(self):
-        return [torch.zeros(1, self.c_in, 1, dtype=self.weight.dtype, device=self.weight.device)]
+        return [torch.zeros(1, 1, self.c_in, dtype=self.weight.dtype, device=self.weight.device)]
 
     def step(self, x, history, ctx):
         x = ctx.zero_invalid(x, self.up_in, self.lag_in)
-        b, _, n = x.shape
-        rows = x.transpose(1, 2)  # (B, n, C_in) time-major view
-        pairs = x.new_empty(b, n, 2 * self.c_in)  # row m = [x[m-1], x[m]]
-        pairs[:, :, self.c_in:] = rows
-        pairs[:, :1, :self.c_in] = history[0].transpose(1, 2)
-        pairs[:, 1:, :self.c_in] = rows[:, :-1]
-        y = torch.addmm(self.bias, pairs.view(b * n, 2 * self.c_in), self.weight)  # (B*n, s*C_out)
-        y = y.view(b, n * self.stride, self.c_out).transpose(1, 2).contiguous()
-        return y, [x[:, :, -1:]]
+        b, n, c = x.shape
+        pairs = x.new_empty(b, n, 2 * c)  # row m = [x[m-1], x[m]]
+        pairs[:, :, c:] = x
+        pairs[:, :1, :c] = history[0]
+        pairs[:, 1:, :c] = x[:, :-1]
+        y = torch.addmm(self.bias, pairs.view(b * n, 2 * c), self.weight)  # (B*n, s*C_out)
+        return y.view(b, n * self.stride, self.c_out), [x[:, n - 1:]]
 
 
 class _Noise(_Op):
@@ -242,13 +227,13 @@ class _Noise(_Op):
     def step(self, x, history, ctx):
         if self.mode == "off":
             return x, []
-        b, _, length = x.shape
+        b, length, _ = x.shape
         if self.mode == "random":
-            noise = torch.randn((b, 1, length), device=x.device, dtype=x.dtype)
+            noise = torch.randn((b, length, 1), device=x.device, dtype=x.dtype)
         else:
             firsts = [s * self.up + f for s, f in zip(ctx.starts, ctx.first_positions(self.up, self.lag))]
             pos = torch.tensor(firsts, device=x.device).view(-1, 1) + torch.arange(length, device=x.device)
-            noise = self.table[pos % NOISE_TABLE_LEN].to(x.dtype).unsqueeze(1)
+            noise = self.table[pos % NOISE_TABLE_LEN].to(x.dtype).unsqueeze(2)
         return torch.addcmul(x, self.linear.apply(x), noise), []
 
 
@@ -256,82 +241,74 @@ class _Residual(_Op):
     """ResidualUnit: x + 1x1(snake(dilated depthwise conv(snake(x)))); x waits ``pad`` samples."""
 
     states = 2
-    kernels = EAGER_SNAKE
 
-    def __init__(self, unit: nn.Module, up: int, lag_in: int) -> None:
+    def __init__(self, unit: nn.Module, up: int, lag_in: int, kernel: Snake) -> None:
         snake1, conv, snake2, pointwise = unit.block
-        self.snake1, self.snake2 = _Snake(snake1), _Snake(snake2)
-        self.conv = _TemporalConv(conv, up, lag_in)
+        assert conv.groups == conv.in_channels == conv.out_channels, "SNAC residual convs are depthwise"
+        self.snake1, self.snake2 = _Snake(snake1, kernel), _Snake(snake2, kernel)
+        self.conv = _Depthwise(conv)
         self.pointwise = _Pointwise(pointwise)
         self.pad = conv.padding[0]
-        self.up, self.lag = up, self.conv.lag
+        self.up, self.lag_in, self.lag = up, lag_in, lag_in + self.pad
 
     def init_history(self):
-        conv_hist = self.conv.init_history()[0]
-        return [conv_hist, conv_hist.new_zeros(*conv_hist.shape[:2], self.pad)]
+        span, channels = self.conv.span, self.conv.channels
+        zeros = torch.zeros(1, span, channels, dtype=self.conv.bias.dtype, device=self.conv.bias.device)
+        return [zeros, zeros[:, :self.pad]]
 
     def step(self, x, history, ctx):
-        conv, pad = self.conv, self.pad
-        b, c, n = x.shape
+        span, pad = self.conv.span, self.pad
+        b, n, c = x.shape
         # snake(x) is written straight after the conv history: no concatenation copy
-        buf = x.new_empty(b, c, conv.span + n)
-        buf[:, :, :conv.span] = history[0]
-        fresh = buf[:, :, conv.span:]
-        self.kernels.into(x, self.snake1.alpha, self.snake1.inv_alpha, fresh)
-        masked = ctx.zero_invalid(fresh, self.up, conv.lag_in)
+        buf = x.new_empty(b, span + n, c)
+        buf[:, :span] = history[0]
+        fresh = buf[:, span:]
+        self.snake1(x, out=fresh)
+        masked = ctx.zero_invalid(fresh, self.up, self.lag_in)
         if masked is not fresh:
             fresh.copy_(masked)
-        h = F.conv1d(buf, conv.weight, conv.bias, dilation=conv.dilation, groups=conv.groups)
-        y = self.pointwise.apply(self.kernels.apply(h, self.snake2.alpha, self.snake2.inv_alpha))
+        h = self.conv(buf)
+        y = self.pointwise.apply(self.snake2(h))
         # the residual path is x delayed by `pad` samples
         if n >= pad:
-            y[:, :, :pad] += history[1]
-            y[:, :, pad:] += x[:, :, :n - pad]
-            x_history = x[:, :, n - pad:]
+            y[:, :pad] += history[1]
+            y[:, pad:] += x[:, :n - pad]
+            x_history = x[:, n - pad:]
         else:
-            xs = torch.cat([history[1], x], dim=2)
-            y += xs[:, :, :n]
-            x_history = xs[:, :, n:]
-        return y, [buf[:, :, buf.shape[-1] - conv.span:], x_history]
+            xs = torch.cat([history[1], x], dim=1)
+            y += xs[:, :n]
+            x_history = xs[:, n:]
+        return y, [buf[:, buf.shape[1] - span:], x_history]
 
 
 class IncrementalSnac:
     """The SNAC decoder as a list of stateful ops; ``step`` decodes one chunk for many streams."""
 
-    def __init__(self, codec: SnacCodec, *, fused_snake: bool = False) -> None:
+    def __init__(self, codec: SnacCodec, *, native_snake: bool = True) -> None:
         self.codec = codec
-        self.snake = SnakeKernels(fused_snake)
+        self.snake = Snake(native=native_snake)
         self.ops: list[_Op] = []
         up, lag = 1, 0
         for layer in codec.model.decoder.model:
-            name = type(layer).__name__
-            if name == "DecoderBlock":
-                for sub in layer.block:
-                    op = self._make(sub, up, lag)
-                    up, lag = getattr(op, "up", up), getattr(op, "lag", lag)
-                    self.ops.append(op)
-            else:
-                op = self._make(layer, up, lag)
+            subs = layer.block if type(layer).__name__ == "DecoderBlock" else [layer]
+            for sub in subs:
+                op = self._make(sub, up, lag)
                 up, lag = getattr(op, "up", up), getattr(op, "lag", lag)
                 self.ops.append(op)
-        for op in self.ops:
-            if isinstance(op, (_Snake, _Residual)):
-                op.kernels = self.snake
         assert up == HOP, f"decoder upsamples by {up}, expected {HOP}"
         self.lag = lag  # output samples by which a chunk's audio trails its latents
         self.drain_latents = math.ceil(lag / HOP)  # zero latents that flush the lag at the end
 
-    @staticmethod
-    def _make(layer: nn.Module, up: int, lag: int) -> _Op:
+    def _make(self, layer: nn.Module, up: int, lag: int) -> _Op:
         name = type(layer).__name__
         if name == "Snake1d":
-            return _Snake(layer)
+            return _Snake(layer, self.snake)
         if name == "Tanh":
             return _Tanh()
         if isinstance(layer, PositionalNoise):
             return _Noise(layer, up, lag)
         if name == "ResidualUnit":
-            return _Residual(layer, up, lag)
+            return _Residual(layer, up, lag, self.snake)
         if isinstance(layer, nn.ConvTranspose1d):
             return _Upsample(layer, up, lag)
         if isinstance(layer, nn.Conv1d):
@@ -343,24 +320,25 @@ class IncrementalSnac:
 
     @torch.inference_mode()
     def latents(self, frames: np.ndarray) -> torch.Tensor:
-        """Frames (n, 7) -> quantized latents (1, C, 4n) in the codec's dtype."""
+        """Frames (n, 7) -> quantized latents (1, 4n, C), time-major, in the codec's dtype."""
         device = self.codec.config.device
         codes = [torch.from_numpy(level).view(1, -1).to(device) for level in frames_to_snac_codes(frames)]
-        return self.codec.model.quantizer.from_codes(codes).to(self.codec.config.dtype)
+        z = self.codec.model.quantizer.from_codes(codes).to(self.codec.config.dtype)
+        return z.transpose(1, 2).contiguous()
 
     def zero_latents(self, count: int) -> torch.Tensor:
         dim = self.ops[0].channels
-        return torch.zeros(1, dim, count, dtype=self.codec.config.dtype, device=self.codec.config.device)
+        return torch.zeros(1, count, dim, dtype=self.codec.config.dtype, device=self.codec.config.device)
 
     @torch.inference_mode()
     def step(self, states: list[StreamState], z: torch.Tensor) -> torch.Tensor:
-        """Decode latents z (B, C, n), row i continuing ``states[i]``: audio (B, n*512) float32.
+        """Decode latents z (B, n, C), row i continuing ``states[i]``: audio (B, n*512) float32.
 
         Row i's audio covers positions ``states[i].latents_in*512 - lag`` onwards (as before the
         call); states are advanced in place.
         """
-        batch, latents = len(states), z.shape[-1]
-        ctx = _StepContext(states, latents)
+        batch, latents = len(states), z.shape[1]
+        ctx = _StepContext(states)
         if batch == 1:
             history = states[0].history
         else:
@@ -374,7 +352,7 @@ class IncrementalSnac:
         for i, state in enumerate(states):
             state.history = new_history if batch == 1 else [h[i:i + 1] for h in new_history]
             state.latents_in += latents
-        return x[:, 0, :].float()
+        return x[:, :, 0].float()
 
 
 @dataclass
@@ -388,10 +366,11 @@ class IncrementalDecoder:
     """StreamDecoder for one stream: exact audio as soon as its full look-ahead exists.
 
     First audio goes out once ``first_audio_frames`` frames exist: while the exact path is still
-    inside its lag, the frames so far are decoded offline (zero look-ahead padding) and the audio
-    of all but the last ``first_audio_frames - 1`` frames is emitted early, once per stream
-    (~39 dB against the offline decode; everything after it is exact). Chunks are not
-    frame-aligned: exact audio goes out to the last sample whose look-ahead exists.
+    inside its lag, a fork of the stream's state is ended right there and drained, which is the
+    offline decode of the frames so far (zero look-ahead padding) for the cost of the drain; the
+    audio of all but the last ``first_audio_frames - 1`` frames is emitted early, once per stream
+    (~39 dB against the offline decode of the whole utterance; everything after it is exact).
+    Chunks are not frame-aligned: exact audio goes out to the last sample whose look-ahead exists.
     """
 
     def __init__(self, snac: IncrementalSnac, *, first_audio_frames: int = 2, start_frame: int = 0) -> None:
@@ -423,14 +402,11 @@ class IncrementalDecoder:
 
     # The batcher drives these two halves; push/flush run them back to back.
     def prepare_push(self, frames: np.ndarray) -> torch.Tensor | None:
-        """Latents to step now, or None: stepping is deferred while it could not yet emit a sample
-        (the first ~2.3 frames sit inside the lag), so first audio costs only the early decode."""
+        """Latents (1, n, C) to step now, or None when no frame came."""
         if self.ended:
             raise RuntimeError("push after flush")
         frames = np.asarray(frames, dtype=np.int64).reshape(-1, 7)
         self._out.frames.extend(frames)
-        if len(self._out.frames) * FRAME_SAMPLES - self.snac.lag <= self._out.emitted:
-            return None
         return self._take_unstepped()
 
     def prepare_flush(self) -> torch.Tensor | None:
@@ -442,7 +418,7 @@ class IncrementalDecoder:
             return None
         drain = self.snac.zero_latents(self.snac.drain_latents)
         pending = self._take_unstepped()
-        return drain if pending is None else torch.cat([pending, drain], dim=2)
+        return drain if pending is None else torch.cat([pending, drain], dim=1)
 
     def _take_unstepped(self) -> torch.Tensor | None:
         frames = self._out.frames[self._stepped_frames:]
@@ -468,10 +444,13 @@ class IncrementalDecoder:
         return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
     def _early_audio(self) -> np.ndarray:
+        """Audio up to the last ``first_audio_frames - 1`` frames, as if the stream ended here."""
         out = self._out
-        frames = np.stack(out.frames)
-        until = (len(frames) - self.first_audio_frames + 1) * FRAME_SAMPLES
-        audio = self.snac.codec.decode(frames, start_frame=self.start_frame)[out.emitted:until]
+        until = (len(out.frames) - self.first_audio_frames + 1) * FRAME_SAMPLES
+        probe = self.state.fork(end_latent=self._stepped_frames * LATENTS_PER_FRAME)
+        first = self.next_position()
+        drain = self.snac.zero_latents(math.ceil((until - first) / HOP))
+        audio = self.snac.step([probe], drain)[0].numpy()[out.emitted - first:until - first]
         out.emitted, out.early_samples = until, until
         return audio
 
