@@ -11,7 +11,10 @@ load on the machine inflates both sides alike; ratios come from interleaved roun
 Real time: N streams, each fed one frame every 7/82.03 s (a paced token source at 82.03 tok/s,
 streams starting at random times within 0.5 s), decoded concurrently; a stream is real time when every 20 ms of its
 audio is out before its play-out time, play-out starting ``--startup-buffer-ms`` after its first
-audio. ``realtime_streams`` is the largest N (searched) whose streams all stay real time.
+audio. ``realtime_streams`` is the largest N (searched) whose streams all stay real time, with
+``--realtime-workers`` x ``--realtime-threads`` on each side (default 1 x 1, the engine's default);
+``*_all_cores`` repeats the search with one worker of every core's threads on each side, where
+the baseline can sustain a stream at all.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -110,8 +114,8 @@ def compute(codec, snac, shipped_model, frames, *, rounds: int, lockstep: int, s
     med = {k: statistics.median(v) for k, v in results.items()}
     return dict(compute_ratio=round(med["single"] / med["baseline"], 3),
                 compute_ratio_batched=round(med["batched"] / med["baseline"], 3),
-                cpu_ms_per_audio_s=round(med["batched"], 1),
-                cpu_ms_per_audio_s_single=round(med["single"], 1),
+                cpu_ms_per_audio_s=round(med["single"], 1),
+                cpu_ms_per_audio_s_batched=round(med["batched"], 1),
                 baseline_cpu_ms_per_audio_s=round(med["baseline"], 1),
                 shipped_cpu_ms_per_audio_s=round(med["shipped"], 1),
                 shipped_compute_ratio=round(med["single"] / med["shipped"], 3),
@@ -265,6 +269,30 @@ def max_realtime_streams(make_decoder, *, frames_per_stream: int, buffer_s: floa
     return good, details
 
 
+def realtime(codec, snac, shipped_model, *, workers: int, threads: int, batch_wait_ms: float, common: dict,
+             shipped: bool = True) -> dict:
+    """Largest real-time N for ours and the baseline with the same decode workers and threads."""
+    batcher = DecodePool(snac, workers=workers, threads=threads, max_wait_s=batch_wait_ms / 1000)
+    executor = DecodeExecutor(threads, workers=workers)
+    try:
+        ours_n, ours_first = max_realtime_streams(ours_factory(batcher), **common)
+        base_n, base_first = max_realtime_streams(baseline_factory(codec, executor), **common)
+        out = dict(realtime_streams=ours_n, baseline_realtime_streams=base_n,
+                   realtime_ratio=round(ours_n / base_n, 2) if base_n else None,
+                   first_audio_tokens=ours_first.get("first_audio_tokens"),
+                   first_audio_ms=ours_first.get("first_audio_ms"),
+                   baseline_first_audio_tokens=base_first.get("first_audio_tokens"),
+                   baseline_first_audio_ms=base_first.get("first_audio_ms"),
+                   batcher_rows_per_call=round(batcher.rows / max(batcher.ticks, 1), 2))
+        if shipped:
+            out["shipped_realtime_streams"], _ = max_realtime_streams(
+                baseline_factory(shipped_model, executor, shipped=True), **{**common, "limit": min(common["limit"], 4)})
+        return out
+    finally:
+        batcher.shutdown()
+        executor.shutdown()
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test")
@@ -284,6 +312,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="how long the batcher waits for other due streams before a call")
     parser.add_argument("--torch-snake", action="store_true", help="eager torch Snake instead of the compiled kernel")
     parser.add_argument("--skip-realtime", action="store_true")
+    parser.add_argument("--skip-all-cores", action="store_true",
+                        help="skip the second real-time search with every core (one worker of N threads)")
     parser.add_argument("--skip-compute", action="store_true")
     parser.add_argument("--contention", action="store_true",
                         help="also time decoding next to a busy 2-thread process (a vLLM stand-in)")
@@ -308,29 +338,21 @@ def main(argv: list[str] | None = None) -> dict:
     if args.contention:
         report["contention"] = contention(codec, snac, frames[:12], competitor_threads=2, restore_threads=args.threads)
     if not args.skip_realtime:
-        buffer_s = args.startup_buffer_ms / 1000
-        common = dict(frames_per_stream=args.stream_frames, buffer_s=buffer_s, limit=args.max_streams, seed=11)
-        batcher = DecodePool(snac, workers=args.realtime_workers, threads=args.realtime_threads,
-                             max_wait_s=args.batch_wait_ms / 1000)
-        executor = DecodeExecutor(args.realtime_threads, workers=args.realtime_workers)
-        try:
-            ours_n, ours_first = max_realtime_streams(ours_factory(batcher), **common)
-            base_n, base_first = max_realtime_streams(baseline_factory(codec, executor), **common)
-            shipped_n, _ = max_realtime_streams(baseline_factory(shipped_model, executor, shipped=True),
-                                                **{**common, "limit": min(args.max_streams, 4)})
-        finally:
-            batcher.shutdown()
-            executor.shutdown()
-        report.update(realtime_streams=ours_n, baseline_realtime_streams=base_n, shipped_realtime_streams=shipped_n,
-                      realtime_ratio=round(ours_n / base_n, 2) if base_n else None,
-                      first_audio_tokens=ours_first.get("first_audio_tokens"),
-                      first_audio_ms=ours_first.get("first_audio_ms"),
-                      baseline_first_audio_tokens=base_first.get("first_audio_tokens"),
-                      baseline_first_audio_ms=base_first.get("first_audio_ms"),
-                      startup_buffer_ms=args.startup_buffer_ms, stream_frames=args.stream_frames,
+        common = dict(frames_per_stream=args.stream_frames, buffer_s=args.startup_buffer_ms / 1000,
+                      limit=args.max_streams, seed=11)
+        report.update(realtime(codec, snac, shipped_model, workers=args.realtime_workers,
+                               threads=args.realtime_threads, batch_wait_ms=args.batch_wait_ms, common=common))
+        report.update(startup_buffer_ms=args.startup_buffer_ms, stream_frames=args.stream_frames,
                       realtime_threads=args.realtime_threads, realtime_workers=args.realtime_workers,
-                      batch_wait_ms=args.batch_wait_ms,
-                      batcher_rows_per_call=round(batcher.rows / max(batcher.ticks, 1), 2))
+                      batch_wait_ms=args.batch_wait_ms)
+        cores = os.cpu_count() or 1
+        if not args.skip_all_cores and (args.realtime_workers, args.realtime_threads) != (1, cores):
+            # the same search with every core on each side: the baseline can then reach 1 stream
+            every = realtime(codec, snac, shipped_model, workers=1, threads=cores,
+                             batch_wait_ms=args.batch_wait_ms, common=common, shipped=False)
+            report.update({f"{key}_all_cores": value for key, value in every.items()
+                           if key in ("realtime_streams", "baseline_realtime_streams", "realtime_ratio")})
+            report["all_cores_threads"] = cores
     print(json.dumps(report))
     return report
 

@@ -1,9 +1,9 @@
 """End-to-end through the TTS server: K concurrent WebSocket clients on the tiny model.
 
-    python bench/server_e2e.py [--clients 1,2,4] [--frames 40] [--buffer-ms 200]
+    python bench/server_e2e.py [--clients 1,2,4] [--frames 40] [--buffer-ms 200] [--rounds 3]
 
 Starts `python -m agent serve` (tiny model, random SNAC) as its own process, then for each K runs K
-clients at once, each speaking one segment. Per stream: TTFB (request -> first PCM byte), real-time
+clients at once, each speaking one segment, ``--rounds`` times (percentiles pool every stream). Per stream: TTFB (request -> first PCM byte), real-time
 factor, and underruns: a player that starts `--buffer-ms` after the first byte and plays 24 kHz
 s16le in real time counts every 20 ms block not yet received at its play-out time. CPU seconds per
 audio second covers the whole server (engine core process included). The same clients run against
@@ -119,12 +119,15 @@ async def run_server(args, decoder: str) -> list[dict]:
         await one_client(url, 0, 8, 0.2)  # warm-up
         for k in [int(c) for c in args.clients.split(",")]:
             cpu_before = tree_cpu_s(server)
-            results = await asyncio.gather(*(one_client(url, i, args.frames, args.buffer_ms / 1000) for i in range(k)))
+            results = []
+            for round_ in range(args.rounds):
+                results += await asyncio.gather(*(one_client(url, round_ * k + i, args.frames, args.buffer_ms / 1000)
+                                                  for i in range(k)))
             cpu = tree_cpu_s(server) - cpu_before
             ttfb = [r["ttfb_ms"] for r in results]
             audio = sum(r["audio_s"] for r in results)
             runs.append({
-                "clients": k, "ttfb_ms_p50": pct(ttfb, 50), "ttfb_ms_p95": pct(ttfb, 95),
+                "clients": k, "streams": len(results), "ttfb_ms_p50": pct(ttfb, 50), "ttfb_ms_p95": pct(ttfb, 95),
                 "rtf_max": max(r["rtf"] for r in results), "rtf_mean": statistics.mean(r["rtf"] for r in results),
                 "underruns_total": sum(r["underruns"] for r in results),
                 "streams_with_underruns": sum(1 for r in results if r["underruns"]),
@@ -149,6 +152,7 @@ def main() -> None:
     parser.add_argument("--clients", default="1,2,4")
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--buffer-ms", type=float, default=200)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of K clients per K")
     parser.add_argument("--decoders", default="incremental,window", help="server decoders to compare")
     parser.add_argument("--server-args", default="", help="extra flags for `agent serve`")
     print(json.dumps(asyncio.run(run(parser.parse_args())), indent=2))

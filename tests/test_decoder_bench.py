@@ -9,7 +9,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"compute_ratio", "snr_db", "baseline_snr_db", "early_snr_db", "realtime_streams",
-        "baseline_realtime_streams", "first_audio_tokens", "first_audio_ms", "cpu_ms_per_audio_s"}
+        "baseline_realtime_streams", "first_audio_tokens", "first_audio_ms", "cpu_ms_per_audio_s",
+        "realtime_streams_all_cores", "baseline_realtime_streams_all_cores"}
 
 
 def test_decoder_bench_quick_prints_one_json_object():

@@ -352,7 +352,7 @@ class IncrementalSnac:
         for i, state in enumerate(states):
             state.history = new_history if batch == 1 else [h[i:i + 1] for h in new_history]
             state.latents_in += latents
-        return x[:, :, 0].float()
+        return x[:, :, 0].float().cpu()
 
 
 @dataclass
