@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +32,11 @@ class OrpheusSettings(BaseSettings):
     engine_multiprocessing: bool = Field(
         False, description="vLLM's V1 multiprocessing (a separate worker process behind the engine core)"
     )
+    vllm_url: str | None = Field(
+        None, description="generate on a remote `vllm serve` at this URL instead of an in-process vLLM"
+    )
+    vllm_model: str | None = Field(None, description="the remote server's served model name (default: model)")
+    vllm_api_key: SecretStr | None = Field(None, description="the remote server's --api-key, if it has one")
     constrain_tokens: bool = Field(
         True, description="logits processor keeping every token inside its SNAC slot's code range"
     )

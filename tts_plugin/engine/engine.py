@@ -29,6 +29,7 @@ from .frames import FrameAssembler, frames_from_tokens
 from .generator import SamplingOptions, TokenGenerator
 from .profiles import ModelProfile, get_profile
 from .prompt import PromptBuilder
+from .remote_generator import RemoteTokenGenerator
 from .snac_codec import SAMPLE_RATE, CodecConfig, SnacCodec, load_snac, resolve_device
 from .text import TextError, audio_token_budget, split_sentences, validate
 from .window_decoder import WindowDecoder
@@ -112,7 +113,7 @@ class SpeechStream:
 
 
 class OrpheusEngine:
-    def __init__(self, settings: OrpheusSettings, generator: TokenGenerator, prompts: PromptBuilder,
+    def __init__(self, settings: OrpheusSettings, generator: TokenGenerator | RemoteTokenGenerator, prompts: PromptBuilder,
                  codec: SnacCodec, decoder_factory: Callable[[], StreamDecoder] | None = None) -> None:
         self.settings = settings
         self.profile: ModelProfile = prompts.profile
@@ -139,7 +140,10 @@ class OrpheusEngine:
         dtype = torch.bfloat16 if settings.snac_dtype == "bfloat16" else torch.float32
         codec = SnacCodec(load_snac(settings.snac_model),
                           CodecConfig(device=resolve_device(settings.device), dtype=dtype))
-        generator = TokenGenerator.start(settings)
+        if settings.vllm_url:
+            generator = await RemoteTokenGenerator.connect(settings)
+        else:
+            generator = TokenGenerator.start(settings)
         return cls(settings, generator, prompts, codec)
 
     @property
@@ -218,7 +222,7 @@ class OrpheusEngine:
         if self.batcher is not None:
             self.batcher.shutdown()
         self.executor.shutdown()
-        self.generator.shutdown()
+        await self.generator.aclose()
 
 
 __all__ = ["OrpheusEngine", "SpeechStream", "SpeechMetrics", "SamplingOptions", "TextError"]

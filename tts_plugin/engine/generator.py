@@ -16,6 +16,10 @@ from ..settings import OrpheusSettings
 from .profiles import END_OF_SPEECH
 
 
+class GenerationError(RuntimeError):
+    """The token backend failed a request (remote server down, refused or broken stream)."""
+
+
 class SamplingOptions(BaseModel):
     """Per-request sampling; unset fields take the server's defaults."""
 
@@ -97,6 +101,9 @@ class TokenGenerator:
     @property
     def running_requests(self) -> int:
         return self.llm.output_processor.get_num_unfinished_requests()
+
+    async def aclose(self) -> None:
+        self.shutdown()
 
     def shutdown(self) -> None:
         # Drop our reference too, so AsyncLLM.__del__ runs now rather than at interpreter teardown.

@@ -1,0 +1,116 @@
+"""Prompt ids -> audio token ids from a remote ``vllm serve`` (its OpenAI-compatible completions).
+
+Scale-out without a home-made scheduler: TTS server replicas keep SNAC decoding and the audio
+transports, and send generation to vLLM's own server (one, or several behind whatever balances
+HTTP). Same interface as ``TokenGenerator``: one async generator of token-id batches per request,
+closed to abort. Closing drops the HTTP stream, and vLLM aborts a request whose client went away.
+
+The request carries the prompt as token ids and asks for ``return_token_ids``, so no text is
+detokenized or re-tokenized on either side. The slot constraint works when the vLLM server was
+started with ``--logits-processors tts_plugin.engine.logits:SlotConstraint`` (orpheus-rtc
+installed next to vLLM); without it the flag is ignored and the frame assembler drops bad frames.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+from ..settings import OrpheusSettings
+from .generator import GenerationError, SamplingOptions
+from .logits import SLOT_CONSTRAINT_ARG
+from .profiles import END_OF_SPEECH
+
+
+class RemoteTokenGenerator:
+    def __init__(self, base_url: str, model: str, *, api_key: str | None = None, constrain_tokens: bool = True,
+                 connect_timeout_s: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.constrain_tokens = constrain_tokens
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # No total timeout: a long utterance streams for minutes; a stalled socket still fails.
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=60)
+        self._session: aiohttp.ClientSession | None = None
+        self._running = 0
+
+    @classmethod
+    async def connect(cls, settings: OrpheusSettings) -> "RemoteTokenGenerator":
+        """Check that the server is up and serves ``settings.model`` before taking requests."""
+        api_key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
+        generator = cls(settings.vllm_url, settings.vllm_model or settings.model, api_key=api_key,
+                        constrain_tokens=settings.constrain_tokens)
+        try:
+            async with generator._http().get(f"{generator.base_url}/v1/models") as response:
+                if response.status != 200:
+                    raise GenerationError(f"vLLM server {generator.base_url} answered {response.status} to /v1/models")
+                served = [m["id"] for m in (await response.json())["data"]]
+        except aiohttp.ClientError as exc:
+            await generator.aclose()
+            raise GenerationError(f"vLLM server {generator.base_url} unreachable: {exc}") from exc
+        except GenerationError:
+            await generator.aclose()
+            raise
+        if generator.model not in served:
+            await generator.aclose()
+            raise GenerationError(f"vLLM server {generator.base_url} serves {served}, not {generator.model!r} "
+                                  "(set ORPHEUS_VLLM_MODEL to its served model name)")
+        return generator
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        return self._session
+
+    def request_body(self, prompt_ids: list[int], options: SamplingOptions) -> dict:
+        body = {
+            "model": self.model, "prompt": prompt_ids, "stream": True, "return_token_ids": True,
+            "max_tokens": options.max_tokens, "temperature": options.temperature, "top_p": options.top_p,
+            "repetition_penalty": options.repetition_penalty, "stop_token_ids": [END_OF_SPEECH],
+            "skip_special_tokens": False,
+        }
+        if options.seed is not None:
+            body["seed"] = options.seed
+        if self.constrain_tokens:
+            body["vllm_xargs"] = {SLOT_CONSTRAINT_ARG: True}
+        return body
+
+    async def generate(self, prompt_ids: list[int], options: SamplingOptions,
+                       request_id: str | None = None) -> AsyncIterator[list[int]]:
+        url = f"{self.base_url}/v1/completions"
+        headers = {"X-Request-Id": request_id or uuid.uuid4().hex}
+        self._running += 1
+        try:
+            async with self._http().post(url, json=self.request_body(prompt_ids, options), headers=headers) as response:
+                if response.status != 200:
+                    detail = (await response.text())[:300]
+                    raise GenerationError(f"vLLM server answered {response.status}: {detail}")
+                async for line in response.content:  # server-sent events, one per line
+                    if not line.startswith(b"data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        return
+                    event = json.loads(data)
+                    if "error" in event:
+                        raise GenerationError(f"vLLM server error: {event['error']}")
+                    token_ids = event["choices"][0].get("token_ids")
+                    if token_ids:
+                        yield token_ids
+        except aiohttp.ClientError as exc:
+            raise GenerationError(f"vLLM server {self.base_url} failed: {exc}") from exc
+        finally:
+            self._running -= 1
+
+    @property
+    def running_requests(self) -> int:
+        """Requests of this process still streaming (vLLM's own count covers every replica)."""
+        return self._running
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
