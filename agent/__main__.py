@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 WORKER_COMMANDS = {"dev", "start", "console", "connect", "download-files"}
@@ -10,6 +11,8 @@ WORKER_COMMANDS = {"dev", "start", "console", "connect", "download-files"}
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else "--help"
+    # vLLM logs to stdout by default, where `synth` prints its JSON report: logs belong on stderr.
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
     if command == "serve":
         from .server.main import main as serve
 
