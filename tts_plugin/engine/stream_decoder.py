@@ -154,13 +154,16 @@ class _TemporalConv(_Op):
         assert conv.padding[0] * 2 == (conv.kernel_size[0] - 1) * conv.dilation[0], "expects 'same' padding"
         self.up, self.lag_in, self.lag = up, lag_in, lag_in + conv.padding[0]
         self.channels = conv.in_channels
-        self.depthwise = _Depthwise(conv) if conv.groups == conv.in_channels == conv.out_channels else None
-        weight = conv.weight.detach()  # (C_out, C_in, k)
         self.kernel, self.dilation = conv.kernel_size[0], conv.dilation[0]
         self.span = (self.kernel - 1) * self.dilation
-        # dense conv: one GEMM gives every tap's contribution, the taps' rows are then summed
-        self.taps = weight.permute(1, 2, 0).reshape(conv.in_channels, -1).contiguous()  # (C_in, k*C_out)
         self.bias, self.out_channels = conv.bias.detach(), conv.out_channels
+        self.depthwise = self.taps = None
+        if conv.groups == conv.in_channels == conv.out_channels:
+            self.depthwise = _Depthwise(conv)
+        else:  # dense: one GEMM gives every tap's contribution, the taps' rows are then summed
+            assert conv.groups == 1
+            weight = conv.weight.detach()  # (C_out, C_in, k)
+            self.taps = weight.permute(1, 2, 0).reshape(conv.in_channels, -1).contiguous()  # (C_in, k*C_out)
 
     def init_history(self):
         return [torch.zeros(1, self.span, self.channels, dtype=self.bias.dtype, device=self.bias.device)]
