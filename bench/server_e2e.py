@@ -6,8 +6,10 @@ Starts `python -m agent serve` (tiny model, random SNAC) as its own process, the
 clients at once, each speaking one segment, ``--rounds`` times (percentiles pool every stream). Per stream: TTFB (request -> first PCM byte), real-time
 factor, and underruns: a player that starts `--buffer-ms` after the first byte and plays 24 kHz
 s16le in real time counts every 20 ms block not yet received at its play-out time. CPU seconds per
-audio second covers the whole server (engine core process included). The same clients run against
-a server with the window decoder (`--decoder window`) as the baseline. Prints one JSON object.
+audio second covers the whole server (engine core process included); decode ms a frame is the
+decode workers' wall time per frame (server /metrics) while vLLM generates on the same cores. The
+same clients run against a server with the window decoder (`--decoder window`) as the baseline, and
+against ours with 2 decode threads, which oversubscribes the cores vLLM uses. Prints one JSON object.
 The model is random: this measures speed, not speech.
 """
 
@@ -104,26 +106,42 @@ async def one_client(url: str, index: int, frames: int, buffer_s: float) -> dict
             "underruns": underruns(arrivals, first, buffer_s)}
 
 
+def server_counters(base_url: str) -> dict[str, float]:
+    """Decode worker time and frames so far, from the server's Prometheus /metrics."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    wanted = {"orpheus_decode_busy_seconds": "decode_s", "orpheus_frames_total": "frames"}
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in wanted:
+            out[wanted[name]] = float(value)
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
 
-async def run_server(args, decoder: str) -> list[dict]:
+async def run_server(args, server_flags: list[str]) -> list[dict]:
     port = free_port()
-    extra = ["--decoder", decoder, *(args.server_args.split() if args.server_args else [])]
+    extra = [*server_flags, *(args.server_args.split() if args.server_args else [])]
     proc = start_server(port, extra)
     server = psutil.Process(proc.pid)
     url = f"ws://127.0.0.1:{port}/v1/audio/speech/stream/ws"
+    base_url = f"http://127.0.0.1:{port}"
     runs = []
     try:
         await one_client(url, 0, 8, 0.2)  # warm-up
         for k in [int(c) for c in args.clients.split(",")]:
-            cpu_before = tree_cpu_s(server)
+            cpu_before, counters_before = tree_cpu_s(server), server_counters(base_url)
             results = []
             for round_ in range(args.rounds):
                 results += await asyncio.gather(*(one_client(url, round_ * k + i, args.frames, args.buffer_ms / 1000)
                                                   for i in range(k)))
             cpu = tree_cpu_s(server) - cpu_before
+            counters = server_counters(base_url)
+            frames = counters["frames"] - counters_before["frames"]
+            decode_s = counters["decode_s"] - counters_before["decode_s"]
             ttfb = [r["ttfb_ms"] for r in results]
             audio = sum(r["audio_s"] for r in results)
             runs.append({
@@ -132,6 +150,8 @@ async def run_server(args, decoder: str) -> list[dict]:
                 "underruns_total": sum(r["underruns"] for r in results),
                 "streams_with_underruns": sum(1 for r in results if r["underruns"]),
                 "server_cpu_s_per_audio_s": cpu / audio,
+                # decode worker wall time a frame, vLLM generating on the same cores meanwhile
+                "decode_ms_per_frame": 1000 * decode_s / frames if frames else None,
             })
     finally:
         proc.terminate()
@@ -139,11 +159,19 @@ async def run_server(args, decoder: str) -> list[dict]:
     return runs
 
 
+VARIANTS = {  # name -> `agent serve` flags
+    "incremental": ["--decoder", "incremental"],
+    "window": ["--decoder", "window"],
+    # the same decoder with 2 torch threads: oversubscribes the cores vLLM uses (the collapse to avoid)
+    "incremental_2_threads": ["--decoder", "incremental", "--decode-threads", "2"],
+}
+
+
 async def run(args) -> dict:
     """Ours (incremental + batching) against the window decoder, same server, same run."""
     report = {"frames_per_stream": args.frames, "buffer_ms": args.buffer_ms, "cores": os.cpu_count()}
-    for decoder in args.decoders.split(","):
-        report[decoder] = await run_server(args, decoder)
+    for name in args.variants.split(","):
+        report[name] = await run_server(args, VARIANTS[name])
     return report
 
 
@@ -153,7 +181,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--buffer-ms", type=float, default=200)
     parser.add_argument("--rounds", type=int, default=3, help="runs of K clients per K")
-    parser.add_argument("--decoders", default="incremental,window", help="server decoders to compare")
+    parser.add_argument("--variants", default="incremental,window,incremental_2_threads",
+                        help=f"servers to compare, from {', '.join(VARIANTS)}")
     parser.add_argument("--server-args", default="", help="extra flags for `agent serve`")
     print(json.dumps(asyncio.run(run(parser.parse_args())), indent=2))
 

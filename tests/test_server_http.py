@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 
 import av
 import httpx
@@ -162,6 +163,22 @@ def test_prometheus_metrics_expose_ttfb_streams_tokens_audio_errors_cancellation
                    "orpheus_audio_seconds_total", "orpheus_errors_total", "orpheus_cancellations_total"):
         assert series in text, series
     assert 'orpheus_errors_total{code="bad_request",transport="openai"}' in text
+
+
+def _metric(text: str, name: str) -> float:
+    return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
+
+
+def test_metrics_count_decoded_frames_and_decode_worker_time(tts_server):
+    """What the end-to-end benchmark divides to get decode ms a frame while vLLM runs."""
+    before = httpx.get(f"{tts_server.base_url}/metrics").text
+    response = httpx.post(f"{tts_server.base_url}/v1/audio/speech", timeout=120,
+                          json={"input": "Count my frames.", "voice": "tara", "response_format": "pcm"})
+    assert len(response.content) == 8 * 2048 * 2
+    tts_server.wait_idle()
+    after = httpx.get(f"{tts_server.base_url}/metrics").text
+    assert _metric(after, "orpheus_frames_total") - _metric(before, "orpheus_frames_total") == 8
+    assert _metric(after, "orpheus_decode_busy_seconds") > _metric(before, "orpheus_decode_busy_seconds")
 
 
 def test_listener_page_and_assets_are_served_without_any_cdn(tts_server):

@@ -27,6 +27,7 @@ class ServerMetrics:
         self.audio_seconds = Counter("orpheus_audio_seconds", "Seconds of audio generated", ["transport"],
                                      registry=r)
         self.tokens = Counter("orpheus_tokens", "Audio tokens generated", registry=r)
+        self.frames = Counter("orpheus_frames", "Audio frames (7 tokens) generated", registry=r)
         self.tokens_per_second = Histogram("orpheus_stream_tokens_per_second", "Token rate of finished streams",
                                            buckets=(10, 25, 50, 82, 100, 150, 250, 500, 1000, 2500), registry=r)
         self.rtf = Histogram("orpheus_stream_rtf", "Wall time per second of audio, finished streams",
@@ -40,6 +41,8 @@ class ServerMetrics:
         active.set_function(lambda: engine().active_streams if engine() else 0)
         running = Gauge("orpheus_running_requests", "vLLM requests in progress", registry=r)
         running.set_function(lambda: engine().running_requests if engine() else 0)
+        decode = Gauge("orpheus_decode_busy_seconds", "Wall time SNAC decode workers spent decoding", registry=r)
+        decode.set_function(lambda: engine().decode_busy_s if engine() else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -73,6 +76,7 @@ class ServerMetrics:
                 self.cancellations.labels(transport).inc()
             self.audio_seconds.labels(transport).inc(m.audio_s)
             self.tokens.inc(m.tokens)
+            self.frames.inc(m.frames)
             if finished and m.tokens and m.elapsed_s > 0:
                 self.tokens_per_second.observe(m.tokens / m.elapsed_s)
             if finished and m.rtf is not None:

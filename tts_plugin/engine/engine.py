@@ -218,6 +218,11 @@ class OrpheusEngine:
     def running_requests(self) -> int:
         return self.generator.running_requests
 
+    @property
+    def decode_busy_s(self) -> float:
+        """Wall time the SNAC decode workers have spent decoding, all streams together."""
+        return (self.batcher.busy_s if self.batcher is not None else 0.0) + self.executor.busy_s
+
     async def aclose(self) -> None:
         if self.batcher is not None:
             self.batcher.shutdown()
