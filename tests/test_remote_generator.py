@@ -71,19 +71,52 @@ async def test_a_refused_request_is_a_clear_error_and_the_backend_keeps_serving(
 async def test_an_unreachable_or_wrong_server_fails_at_start_naming_it(vllm_server):
     nowhere = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(GenerationError, match=f"{nowhere} unreachable"):
-        await RemoteTokenGenerator.connect(tiny_settings(vllm_url=nowhere))
+        await RemoteTokenGenerator.connect(tiny_settings(vllm_url=nowhere, vllm_wait_s=1.0))
     with pytest.raises(GenerationError, match="ORPHEUS_VLLM_MODEL"):
         await RemoteTokenGenerator.connect(tiny_settings(vllm_url=vllm_server.base_url, vllm_model="other-model"))
 
 
 def test_api_key_goes_in_the_header_never_in_errors(vllm_server):
-    settings = tiny_settings(vllm_url=f"http://127.0.0.1:{free_port()}", vllm_api_key="sk-secret-value")
+    settings = tiny_settings(vllm_url=f"http://127.0.0.1:{free_port()}", vllm_api_key="sk-secret-value",
+                             vllm_wait_s=0)
     assert "sk-secret-value" not in repr(settings)
     with pytest.raises(GenerationError) as refused:
         asyncio.run(RemoteTokenGenerator.connect(settings))
     assert "sk-secret-value" not in str(refused.value)
     generator = RemoteTokenGenerator("http://x", "m", api_key="sk-secret-value")
     assert generator._headers == {"Authorization": "Bearer sk-secret-value"}
+
+
+async def test_start_up_waits_for_a_vllm_server_that_comes_up_later(vllm_server):
+    """A deployment may start the TTS replica before vLLM has loaded: connect polls until it answers."""
+    port = free_port()
+    proxy_ready = asyncio.Event()
+
+    async def relay(reader, writer):  # a TCP relay to the real server, opened only after a delay
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", vllm_server.port)
+
+        async def pipe(src, dst):
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    async def open_later():
+        await asyncio.sleep(1.5)
+        server = await asyncio.start_server(relay, "127.0.0.1", port)
+        proxy_ready.set()
+        return server
+
+    opener = asyncio.create_task(open_later())
+    generator = await RemoteTokenGenerator.connect(
+        tiny_settings(vllm_url=f"http://127.0.0.1:{port}", vllm_model=vllm_server.model, vllm_wait_s=60))
+    try:
+        assert proxy_ready.is_set()  # it connected through the relay that opened late
+    finally:
+        await generator.aclose()
+        relay_server = await opener
+        relay_server.close()
 
 
 def test_a_tts_server_replica_without_its_own_llm_serves_speech(vllm_server, tmp_path):

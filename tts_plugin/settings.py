@@ -37,6 +37,9 @@ class OrpheusSettings(BaseSettings):
     )
     vllm_model: str | None = Field(None, description="the remote server's served model name (default: model)")
     vllm_api_key: SecretStr | None = Field(None, description="the remote server's --api-key, if it has one")
+    vllm_wait_s: float = Field(
+        120.0, ge=0, description="how long start-up waits for an unreachable remote vLLM server (it may still be loading)"
+    )
     constrain_tokens: bool = Field(
         True, description="logits processor keeping every token inside its SNAC slot's code range"
     )

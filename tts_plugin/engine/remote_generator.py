@@ -13,7 +13,10 @@ installed next to vLLM); without it the flag is ignored and the frame assembler 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -23,6 +26,8 @@ from ..settings import OrpheusSettings
 from .generator import GenerationError, SamplingOptions
 from .logits import SLOT_CONSTRAINT_ARG
 from .profiles import END_OF_SPEECH
+
+log = logging.getLogger(__name__)
 
 
 class RemoteTokenGenerator:
@@ -39,19 +44,13 @@ class RemoteTokenGenerator:
 
     @classmethod
     async def connect(cls, settings: OrpheusSettings) -> "RemoteTokenGenerator":
-        """Check that the server is up and serves ``settings.model`` before taking requests."""
+        """Wait (up to ``vllm_wait_s``) for the server to be up, check that it serves the model."""
         api_key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
         generator = cls(settings.vllm_url, settings.vllm_model or settings.model, api_key=api_key,
                         constrain_tokens=settings.constrain_tokens)
         try:
-            async with generator._http().get(f"{generator.base_url}/v1/models") as response:
-                if response.status != 200:
-                    raise GenerationError(f"vLLM server {generator.base_url} answered {response.status} to /v1/models")
-                served = [m["id"] for m in (await response.json())["data"]]
-        except aiohttp.ClientError as exc:
-            await generator.aclose()
-            raise GenerationError(f"vLLM server {generator.base_url} unreachable: {exc}") from exc
-        except GenerationError:
+            served = await generator._served_models(settings.vllm_wait_s)
+        except BaseException:
             await generator.aclose()
             raise
         if generator.model not in served:
@@ -59,6 +58,22 @@ class RemoteTokenGenerator:
             raise GenerationError(f"vLLM server {generator.base_url} serves {served}, not {generator.model!r} "
                                   "(set ORPHEUS_VLLM_MODEL to its served model name)")
         return generator
+
+    async def _served_models(self, wait_s: float) -> list[str]:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                async with self._http().get(f"{self.base_url}/v1/models") as response:
+                    if response.status != 200:
+                        raise GenerationError(f"vLLM server {self.base_url} answered {response.status} to /v1/models")
+                    return [m["id"] for m in (await response.json())["data"]]
+            except aiohttp.ClientConnectionError as exc:  # not up yet: a deployment may start us first
+                if time.monotonic() >= deadline:
+                    raise GenerationError(f"vLLM server {self.base_url} unreachable: {exc}") from exc
+                log.info("waiting for the vLLM server at %s", self.base_url)
+                await asyncio.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+            except aiohttp.ClientError as exc:
+                raise GenerationError(f"vLLM server {self.base_url} failed: {exc}") from exc
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
