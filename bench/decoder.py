@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--stream-frames", type=int, default=36, help="frames per real-time stream")
     parser.add_argument("--startup-buffer-ms", type=float, default=200.0)
     parser.add_argument("--max-streams", type=int, default=64)
-    parser.add_argument("--batch-wait-ms", type=float, default=5.0,
+    parser.add_argument("--batch-wait-ms", type=float, default=20.0,
                         help="how long the batcher waits for other due streams before a call")
     parser.add_argument("--torch-snake", action="store_true", help="eager torch Snake instead of the compiled kernel")
     parser.add_argument("--skip-realtime", action="store_true")

@@ -224,3 +224,23 @@ def test_offline_decodes_on_several_threads_do_not_share_noise_positions(snac_co
     assert snr(expected[0], expected[40]) < 10
     for start, audio in results:
         assert snr(expected[start], audio) > 100
+
+
+def test_batcher_holds_steady_state_chunks_for_other_streams_but_never_a_first_audio(snac):
+    """With an hour-long batch wait, a first audio still comes at once (a held one would time out
+    here); a steady-state push then waits for the other stream and both decode in one call."""
+    from concurrent.futures import wait
+
+    batcher = DecodeBatcher(snac, max_wait_s=3600)
+    try:
+        a, b = batcher.open_stream(), batcher.open_stream()
+        for stream, seed in ((a, 30), (b, 31)):  # first audio while the other stream is idle
+            assert len(batcher.submit(stream, frames_of(2, seed=seed)).result(timeout=60)) == FRAME_SAMPLES
+        ticks, rows = batcher.ticks, batcher.rows
+        held = batcher.submit(a, frames_of(1, seed=32))  # a has audio out: may wait for b
+        other = batcher.submit(b, frames_of(1, seed=33))
+        wait([held, other], timeout=300)
+        assert held.done() and other.done()
+        assert (batcher.ticks - ticks, batcher.rows - rows) == (1, 2)  # one call, both streams
+    finally:
+        batcher.shutdown()

@@ -60,6 +60,9 @@ class OrpheusSettings(BaseSettings):
     decode_workers: int = Field(
         1, ge=1, description="SNAC decode workers (one core each); more only where cores are spare"
     )
+    decode_batch_wait_ms: float = Field(
+        20.0, ge=0, le=1000, description="how long a decode tick may wait for other streams' frames (never for a first audio)"
+    )
     decoder: Literal["incremental", "window"] = Field(
         "incremental", description="streaming SNAC decoder: exact incremental + cross-stream batching, or windows"
     )

@@ -2,7 +2,8 @@
 
 All streams of an engine share one ``DecodeBatcher``: a worker thread with its own torch thread
 count. A stream submits its frames and awaits the result; the worker takes every pending
-request (waiting at most ``max_wait_s`` after the first one for streams still due), groups them
+request (waiting at most ``max_wait_s`` after the first one for streams still due, unless one of
+them has no audio out yet), groups them
 by chunk length, and runs one batched ``IncrementalSnac.step`` per group. Under load, requests
 pile up while a step runs, so the next tick batches them all: cost per stream falls exactly when
 the decoder is busiest.
@@ -32,10 +33,11 @@ class _Request:
     stream: "BatchedStreamDecoder"
     frames: np.ndarray | None  # None = flush
     future: Future
+    urgent: bool = False  # before the stream's first audio: never held for batching
 
 
 class DecodeBatcher:
-    def __init__(self, snac: IncrementalSnac, *, threads: int = 1, max_wait_s: float = 0.005,
+    def __init__(self, snac: IncrementalSnac, *, threads: int = 1, max_wait_s: float = 0.02,
                  max_batch: int = 64, first_audio_frames: int = 2) -> None:
         self.snac = snac
         self.threads = threads
@@ -76,7 +78,9 @@ class DecodeBatcher:
         with self._cond:
             if self._closed:
                 raise RuntimeError("decode batcher is shut down")
-            self._pending.append(_Request(stream, frames, future))
+            # the stream awaits each result before its next submit, so its decoder is idle here
+            urgent = frames is not None and stream.decoder.emitted_samples == 0
+            self._pending.append(_Request(stream, frames, future, urgent))
             self._cond.notify()
         return future
 
@@ -114,7 +118,7 @@ class DecodeBatcher:
                 return None
             # bounded wait for the other open streams' chunks: one call instead of several
             deadline = time.monotonic() + self.max_wait_s
-            while len(self._pending) < self._open_streams and not self._closed:
+            while self._may_wait_for_others() and not self._closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -127,6 +131,12 @@ class DecodeBatcher:
             taken = {id(r) for r in batch}
             self._pending = [r for r in self._pending if id(r) not in taken]
             return batch
+
+    def _may_wait_for_others(self) -> bool:
+        """Hold steady-state chunks for streams still due, never a first audio: under load,
+        streams at different phases then share calls (measured: 1.2 -> 2.2 rows a call, 3 -> 4
+        real-time streams on one core with a 20 ms wait)."""
+        return len(self._pending) < self._open_streams and not any(r.urgent for r in self._pending)
 
     def _decode(self, batch: list[_Request]) -> None:
         groups: dict[int, list[tuple[_Request, torch.Tensor]]] = defaultdict(list)

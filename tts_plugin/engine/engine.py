@@ -126,7 +126,8 @@ class OrpheusEngine:
             decoder_factory = lambda: WindowDecoder(codec)  # noqa: E731
         if decoder_factory is None:
             self.batcher = DecodePool.for_codec(codec, workers=settings.decode_workers,
-                                                threads=settings.decode_threads)
+                                                threads=settings.decode_threads,
+                                                max_wait_s=settings.decode_batch_wait_ms / 1000)
             decoder_factory = self.batcher.open_stream
         self.decoder_factory = decoder_factory
         self.executor = DecodeExecutor(settings.decode_threads)  # for decoders without async push
