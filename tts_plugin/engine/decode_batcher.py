@@ -3,8 +3,8 @@
 All streams of an engine share one ``DecodeBatcher``: a worker thread with its own torch thread
 count. A stream submits its frames and awaits the result; the worker takes every pending
 request (waiting at most ``max_wait_s`` after the first one for streams still due, unless one of
-them has no audio out yet), groups them
-by chunk length, and runs one batched ``IncrementalSnac.step`` per group. Under load, requests
+them has no audio out yet), groups them by chunk length, and runs one batched
+``IncrementalSnac.step`` per group. Under load, requests
 pile up while a step runs, so the next tick batches them all: cost per stream falls exactly when
 the decoder is busiest.
 """

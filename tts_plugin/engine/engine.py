@@ -113,8 +113,9 @@ class SpeechStream:
 
 
 class OrpheusEngine:
-    def __init__(self, settings: OrpheusSettings, generator: TokenGenerator | RemoteTokenGenerator, prompts: PromptBuilder,
-                 codec: SnacCodec, decoder_factory: Callable[[], StreamDecoder] | None = None) -> None:
+    def __init__(self, settings: OrpheusSettings, generator: TokenGenerator | RemoteTokenGenerator,
+                 prompts: PromptBuilder, codec: SnacCodec,
+                 decoder_factory: Callable[[], StreamDecoder] | None = None) -> None:
         self.settings = settings
         self.profile: ModelProfile = prompts.profile
         self.generator = generator
