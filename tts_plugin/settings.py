@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -20,6 +22,12 @@ class OrpheusSettings(BaseSettings):
         description="SNAC codec id/dir; 'random' = real config, seeded random weights (tests only)",
     )
     profile: str = Field("orpheus", description="prompt/voice profile of the LM")
+    demo_fallback: bool = Field(
+        True, description="no model chosen and the default cannot be loaded (no weights/hub): serve the demo model"
+    )
+    demo_model_dir: Path = Field(
+        Path(".cache/tiny-orpheus"), description="where the random-weight demo model is generated once"
+    )
 
     # Engine (vLLM)
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="device for SNAC decoding")
@@ -53,6 +61,9 @@ class OrpheusSettings(BaseSettings):
 
     # Text and audio
     voice: str | None = Field(None, description="default voice (profile default when unset)")
+    voice_aliases: dict[str, str] | None = Field(
+        None, description='other names for the voices, as JSON {"alias": "voice"} (default: OpenAI\'s names; {} for none)'
+    )
     max_input_chars: int = Field(4000, ge=1)
     decode_threads: int = Field(
         1, ge=1, description="torch threads for SNAC decoding (keep 1 on CPU: more collapse when vLLM holds the cores)"
@@ -81,6 +92,8 @@ def add_settings_arguments(parser: argparse.ArgumentParser,
         if field.annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
                                 help=field.description)
+        elif "dict" in str(field.annotation):
+            parser.add_argument(flag, dest=name, default=None, type=json.loads, help=field.description)
         else:
             parser.add_argument(flag, dest=name, default=None, help=field.description)
 

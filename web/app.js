@@ -1,5 +1,6 @@
 // Listener page for the embedded WebRTC room: one peer connection to this server, audio in,
 // text out over a data channel. No CDN, no framework. `window.orpheus` exposes state for tests.
+import { showDemoBanner } from "/banner.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -125,6 +126,7 @@ function showError(text) { ui.error.textContent = text; }
 ui.form.addEventListener("submit", speak);
 ui.stop.addEventListener("click", stop);
 
+showDemoBanner();
 loadVoices()
   .then(connect)
   .catch((error) => { setConnection("failed"); showError(String(error.message || error)); });

@@ -4,6 +4,9 @@
 // subscribe + text only). ?room= picks the room, ?autojoin=1 joins at load.
 // `window.orpheusLk` exposes state for tests.
 import { ConnectionState, Room, RoomEvent, Track } from "/vendor/livekit-client/livekit-client.esm.mjs";
+import { showDemoBanner } from "/banner.js";
+
+showDemoBanner();
 
 const $ = (id) => document.getElementById(id);
 const ui = {

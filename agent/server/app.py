@@ -50,9 +50,10 @@ def _methods_for(scope) -> list[str]:
     return allowed
 
 
-def create_app(settings: ServerSettings, engine: OrpheusEngine | None = None) -> FastAPI:
-    """With ``engine`` None, the lifespan starts one from settings (and closes it at shutdown)."""
-    state = ServerState(settings)
+def create_app(settings: ServerSettings, engine: OrpheusEngine | None = None, *, demo: bool = False) -> FastAPI:
+    """With ``engine`` None, the lifespan starts one from settings (and closes it at shutdown).
+    ``demo``: the model has random weights; /health and the page say so."""
+    state = ServerState(settings, demo=demo)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

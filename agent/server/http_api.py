@@ -76,8 +76,9 @@ async def _openai_sse(state: ServerState, stream) -> AsyncIterator[bytes]:
     try:
         async for pcm in state.metrics.observe(stream, "openai_sse"):
             yield f"data: {json.dumps({'type': 'speech.audio.delta', 'audio': base64.b64encode(pcm).decode()})}\n\n".encode()
-        done = {"type": "speech.audio.done", "usage": {"input_tokens": 0, "output_tokens": stream.metrics.tokens,
-                                                        "total_tokens": stream.metrics.tokens}}
+        m = stream.metrics
+        done = {"type": "speech.audio.done", "usage": {"input_tokens": m.prompt_tokens, "output_tokens": m.tokens,
+                                                        "total_tokens": m.prompt_tokens + m.tokens}}
         yield f"data: {json.dumps(done)}\n\n".encode()
     except Exception as exc:  # noqa: BLE001
         log.exception("stream %s failed", stream.metrics.request_id)
@@ -140,6 +141,7 @@ def _metrics_payload(m) -> dict:
         "rtf": None if m.rtf is None else round(m.rtf, 4),
         "elapsed_s": round(m.elapsed_s, 4),
         "tokens": m.tokens,
+        "prompt_tokens": m.prompt_tokens,
         "sentences": m.sentences,
         "invalid_tokens": m.invalid_tokens,
     }
@@ -152,6 +154,7 @@ async def health(request: Request) -> JSONResponse:
         "status": "ok" if state.ready else "loading",
         "model_loaded": state.ready,
         "model": state.settings.model,
+        "demo": state.demo,  # random weights: noise, not speech
         "active_streams": state.engine.active_streams if state.engine else 0,
         "running_requests": state.engine.running_requests if state.engine else 0,
         "rtc_listeners": state.rtc.listener_count if state.rtc else 0,
@@ -164,7 +167,8 @@ async def voices(request: Request) -> dict:
     state = _state(request)
     if not state.ready:
         raise ApiError(503, "model is still loading", code="not_ready")
-    return {"voices": list(state.engine.voices), "default": state.engine.default_voice}
+    catalog = state.engine.voice_catalog
+    return {"voices": list(catalog.voices), "default": catalog.default, "aliases": dict(catalog.aliases)}
 
 
 @router.get("/metrics", tags=["info"])

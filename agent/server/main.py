@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import uvicorn
 
+from tts_plugin.engine.model_source import ModelUnavailable, choose_models
+
 from .app import create_app
 from .config import add_server_arguments, server_settings_from_args
+
+log = logging.getLogger("orpheus.server")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,8 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = server_settings_from_args(args)
-    app = create_app(settings)
+    try:
+        choice = choose_models(server_settings_from_args(args))
+    except ModelUnavailable as exc:
+        if args.log_level == "debug":
+            log.exception("start-up failed")
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if choice.notice:
+        log.warning(choice.notice)
+    settings = choice.settings
+    app = create_app(settings, demo=choice.demo)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
                 ws_max_size=settings.max_ws_message_bytes, ws_ping_interval=20, ws_ping_timeout=20)
     return 0

@@ -19,6 +19,7 @@ class ServerState:
     settings: ServerSettings
     engine: OrpheusEngine | None = None
     rtc: "RtcListeners | None" = None
+    demo: bool = False  # the random-weight demo model: its audio is noise
     metrics: ServerMetrics = field(init=False)
 
     def __post_init__(self) -> None:

@@ -100,6 +100,7 @@ class SegmentStats:
     tokens: int = 0
     sentences: int = 0
     invalid_tokens: int = 0
+    prompt_tokens: int = 0
 
 
 class SpeechSocket:
@@ -196,7 +197,7 @@ class SpeechSocket:
         if segment_id in self.pending or (self.current and self.current.id == segment_id):
             raise ClientError("bad_request", f"segment {segment_id!r} is already in progress", segment_id)
         try:
-            voice = self.engine.prompts.check_voice(msg.voice or self.engine.default_voice)
+            voice = self.engine.resolve_voice(msg.voice)
             if not msg.continue_:
                 validate(text, self.state.settings.max_input_chars)  # whole text known: reject now
         except ValueError as exc:
@@ -288,6 +289,7 @@ class SpeechSocket:
             stats.tokens += stream.metrics.tokens
             stats.sentences += stream.metrics.sentences
             stats.invalid_tokens += stream.metrics.invalid_tokens
+            stats.prompt_tokens += stream.metrics.prompt_tokens
 
     def _metrics(self, seg: Segment, stats: SegmentStats) -> dict:
         elapsed = time.perf_counter() - seg.received_at
@@ -297,7 +299,8 @@ class SpeechSocket:
                 "ttfb_ms": None if ttfb is None else round(ttfb * 1000, 1),
                 "audio_s": round(audio_s, 4), "elapsed_s": round(elapsed, 4),
                 "rtf": round(elapsed / audio_s, 4) if audio_s else None,
-                "tokens": stats.tokens, "sentences": stats.sentences, "invalid_tokens": stats.invalid_tokens}
+                "tokens": stats.tokens, "sentences": stats.sentences, "invalid_tokens": stats.invalid_tokens,
+                "prompt_tokens": stats.prompt_tokens}
 
     def _remember(self, segment_id: str) -> None:
         self.finished.append(segment_id)

@@ -32,6 +32,7 @@ from .prompt import PromptBuilder
 from .remote_generator import RemoteTokenGenerator
 from .snac_codec import SAMPLE_RATE, CodecConfig, SnacCodec, load_snac, resolve_device
 from .text import TextError, audio_token_budget, split_sentences, validate
+from .voices import VoiceCatalog
 from .window_decoder import WindowDecoder
 
 log = logging.getLogger("orpheus.engine")
@@ -51,6 +52,7 @@ class SpeechMetrics:
     invalid_tokens: int = 0
     dropped_frames: int = 0
     sentences: int = 0
+    prompt_tokens: int = 0  # ids sent to the LM, all sentences together
     cancelled: bool = False
 
     @property
@@ -83,7 +85,7 @@ class SpeechMetrics:
                     tokens_at_first_audio=self.tokens_at_first_audio, audio_s=self.audio_s,
                     elapsed_s=self.elapsed_s, rtf=self.rtf, tokens=self.tokens, frames=self.frames,
                     invalid_tokens=self.invalid_tokens, dropped_frames=self.dropped_frames,
-                    sentences=self.sentences, cancelled=self.cancelled)
+                    sentences=self.sentences, prompt_tokens=self.prompt_tokens, cancelled=self.cancelled)
 
 
 async def _timed(tokens: AsyncIterator[list[int]], metrics: SpeechMetrics) -> AsyncIterator[list[int]]:
@@ -118,6 +120,8 @@ class OrpheusEngine:
                  decoder_factory: Callable[[], StreamDecoder] | None = None) -> None:
         self.settings = settings
         self.profile: ModelProfile = prompts.profile
+        self.voice_catalog = VoiceCatalog.for_profile(self.profile, default=settings.voice,
+                                                      aliases=settings.voice_aliases)
         self.generator = generator
         self.prompts = prompts
         self.codec = codec
@@ -154,13 +158,17 @@ class OrpheusEngine:
 
     @property
     def default_voice(self) -> str:
-        return self.settings.voice or self.profile.default_voice
+        return self.voice_catalog.default
+
+    def resolve_voice(self, name: str | None) -> str:
+        """A voice or alias -> the model's voice (None: the default); ValueError names the known ones."""
+        return self.voice_catalog.resolve(name)
 
     def synthesize(self, text: str, *, voice: str | None = None, options: SamplingOptions | None = None,
                    request_id: str | None = None) -> SpeechStream:
         """Validate now (TextError/ValueError), stream later."""
         clean = validate(text, self.settings.max_input_chars)
-        voice = self.prompts.check_voice(voice or self.default_voice)
+        voice = self.resolve_voice(voice)
         options = (options or SamplingOptions()).resolved(self.settings)
         sentences = split_sentences(clean)
         metrics = SpeechMetrics(request_id=request_id or uuid.uuid4().hex)
@@ -189,6 +197,7 @@ class OrpheusEngine:
                               metrics: SpeechMetrics) -> AsyncIterator[bytes]:
         assembler = FrameAssembler()
         prompt_ids = self.prompts.build(sentence, voice)
+        metrics.prompt_tokens += len(prompt_ids)
         tokens = _timed(self.generator.generate(prompt_ids, options, request_id), metrics)
         try:
             async with aclosing(tokens), aclosing(frames_from_tokens(tokens, assembler)) as frames, \

@@ -1,8 +1,10 @@
-"""A tiny random-weight LM with the exact Orpheus token layout, for tests and benchmarks.
+"""The demo model: a tiny random-weight LM with the exact Orpheus token layout.
 
-Llama architecture, vocab 156940, tied embeddings, hidden 64, 2 layers; a byte-level BPE tokenizer
-built here (no download) whose ids 128000.. are Llama 3's special tokens and 128256 + N is
-``<custom_token_N>``. Its audio is noise: use it to measure correctness and speed, never as speech.
+The server falls back to it on a first run without the real weights (``model_source``); tests and
+benchmarks run on it. Llama architecture, vocab 156940, tied embeddings, hidden 64, 2 layers; a
+byte-level BPE tokenizer built here (no download) whose ids 128000.. are Llama 3's special tokens,
+with BOS added the way Llama 3's post-processor adds it, and 128256 + N is ``<custom_token_N>``.
+Its audio is noise: use it to measure correctness and speed, never as speech.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ _CORPUS = [
     "Numbers like 1, 2, 3 and 42; punctuation: commas, colons; quotes \"like this\".",
 ] * 20
 _LLAMA3_SPECIALS = {0: "<|begin_of_text|>", 1: "<|end_of_text|>", 9: "<|eot_id|>"}
+DEMO_MARKER = "orpheus-rtc-demo.txt"  # in the model directory: its weights are random, its audio noise
 
 
 def build_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     trainer = trainers.BpeTrainer(vocab_size=600, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
@@ -42,6 +45,9 @@ def build_tokenizer():
     specials = [_LLAMA3_SPECIALS.get(i, f"<|reserved_special_token_{i}|>") for i in range(CUSTOM_TOKEN_BASE - START_OF_TEXT)]
     specials += [f"<custom_token_{n}>" for n in range(VOCAB_SIZE - CUSTOM_TOKEN_BASE)]
     tok.add_special_tokens(specials)
+    # Like Llama 3's tokenizer.json: encoding with special tokens on puts BOS first.
+    tok.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A $B",
+                                                       special_tokens=[("<|begin_of_text|>", START_OF_TEXT)])
     assert tok.token_to_id("<|eot_id|>") == 128009 and tok.token_to_id("<custom_token_1>") == 128257
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>",
                                    eos_token="<|eot_id|>", pad_token="<custom_token_7>")
@@ -70,4 +76,5 @@ def make_test_model(out_dir: str | Path, *, seed: int = 0) -> Path:
     model.save_pretrained(out)
     build_tokenizer().save_pretrained(out)
     (out / "README.md").write_text("Tiny random-weight Orpheus-layout model for tests. Its audio is noise.\n")
+    (out / DEMO_MARKER).write_text("orpheus-rtc demo model: random weights, its audio is noise, not speech.\n")
     return out
