@@ -53,7 +53,8 @@ async def synthesize_to_wav(args: argparse.Namespace, text: str) -> dict:
         m = stream.metrics
         return {"out": args.out, "first_audio_ms": None if m.ttfb_s is None else round(m.ttfb_s * 1000, 1),
                 "audio_s": round(m.audio_s, 3), "rtf": None if m.rtf is None else round(m.rtf, 3),
-                "sentences": m.sentences, "frames": m.frames, "invalid_tokens": m.invalid_tokens}
+                "sentences": m.sentences, "frames": m.frames, "invalid_tokens": m.invalid_tokens,
+                "prompt_tokens": m.prompt_tokens, "model": choice.settings.model, "demo": choice.demo}
     finally:
         await engine.aclose()
 

@@ -36,6 +36,11 @@ def test_page_loads_voices_and_connects_offline(page_run):
     assert page_run["consoleErrors"] == []
 
 
+def test_page_shows_the_demo_banner_for_a_random_weight_model(page_run, tts_server):
+    assert tts_server.health()["demo"] is True  # the session server runs random SNAC weights
+    assert "random weights" in page_run["banner"] and "noise, not speech" in page_run["banner"]
+
+
 def test_page_receives_opus_audio_with_energy_after_speak(page_run):
     before, after = page_run["before"], page_run["after"]
     assert after["codec"] == "audio/opus"

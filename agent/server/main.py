@@ -10,7 +10,6 @@ import uvicorn
 
 from tts_plugin.engine.model_source import ModelUnavailable, choose_models
 
-from .app import create_app
 from .config import add_server_arguments, server_settings_from_args
 
 log = logging.getLogger("orpheus.server")
@@ -31,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if choice.notice:
         log.warning(choice.notice)
+    from .app import create_app  # imports vLLM and torch: after the models are known to load
+
     settings = choice.settings
     app = create_app(settings, demo=choice.demo)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,

@@ -12,6 +12,7 @@ await runInChromium(async (page, result) => {
   await page.goto(baseUrl, { waitUntil: "load" });
   await page.waitForSelector("#speak:not([disabled])", { timeout: 60_000 });
   result.voices = await page.$$eval("#voice option", (options) => options.map((o) => o.value));
+  result.banner = await page.locator("#demo-banner").textContent({ timeout: 10_000 }).catch(() => null);
   await page.waitForFunction(() => window.orpheus.pc.connectionState === "connected", null, { timeout: 30_000 });
   await page.waitForTimeout(300);  // let some silence arrive first: the baseline energy
   result.before = await pageStats(page);
