@@ -110,3 +110,23 @@ def test_an_explicit_model_that_loads_is_used_without_fallback(tts_server, tiny_
     assert health["model"] == str(tiny_model_dir)
     assert health["demo"] is True  # random SNAC weights: the page and /health say noise
     assert "demo model: could not load" not in tts_server.log_path.read_text()
+
+
+def test_a_3b_model_on_a_cpu_only_machine_is_warned_about(tmp_path, caplog):
+    """Only the config is read before the engine starts, so a config of Orpheus 3B's shape is enough."""
+    import torch
+    from transformers import LlamaConfig
+
+    from tts_plugin.engine.model_source import choose_models
+    from tts_plugin.settings import OrpheusSettings
+
+    LlamaConfig(vocab_size=156940, hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
+                num_attention_heads=24, num_key_value_heads=8).save_pretrained(tmp_path)
+    with caplog.at_level("WARNING", logger="orpheus.engine"):
+        choice = choose_models(OrpheusSettings(model=str(tmp_path), snac_model="random"))
+    assert choice.settings.model == str(tmp_path) and choice.notice is None
+    warned = [r.getMessage() for r in caplog.records if "far below real time" in r.getMessage()]
+    if torch.cuda.is_available():
+        assert warned == []
+    else:
+        assert len(warned) == 1 and "~3.7B parameters" in warned[0]

@@ -132,3 +132,14 @@ def test_a_tts_server_replica_without_its_own_llm_serves_speech(vllm_server, tmp
         assert psutil.Process(server.process.pid).children(recursive=True) == []
     finally:
         stop_process(server.process)
+
+
+async def test_remote_vllm_receives_the_orpheus_prompt_ids_unchanged(remote_engine, vllm_server):
+    """The remote path sends the same ids as the in-process one; vLLM adds no second BOS to them."""
+    prompt = remote_engine.prompts.build("Hello there.", "tara")
+    assert prompt[:2] == [128259, 128000] and prompt[-4:] == [128009, 128260, 128261, 128257]
+    body = {**remote_engine.generator.request_body(prompt, GREEDY), "stream": False, "max_tokens": 7}
+    async with httpx.AsyncClient(timeout=120) as client:
+        response = await client.post(f"{vllm_server.base_url}/v1/completions", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["prompt_token_ids"] == prompt
