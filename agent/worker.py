@@ -40,6 +40,7 @@ class WorkerSettings(BaseSettings):
     agent_llm: str | None = Field(None, description="LLM: module:factory or an inference model id")
     agent_vad: str | None = Field(None, description="voice activity detector: module:factory")
     agent_max_jobs: int = Field(8, ge=1, description="concurrent rooms this worker takes (its load = jobs / this)")
+    agent_trace_hops: bool = Field(False, description="log a wall-clock mark at each hop of an utterance (bench/latency.py)")
 
 
 def load_component(spec: str | None) -> Any:
@@ -67,10 +68,14 @@ def build_tts(settings: WorkerSettings):
 
 async def speak_text_message(session, event) -> None:
     """Without an LLM, a chat message is what to say: cut off the current speech, say it."""
+    from tts_plugin import hops
+
     text = event.text.strip()
     if not text:
         return
+    hops.mark("text_received")
     await session.interrupt(force=True)
+    hops.mark("say")
     session.say(text)
 
 
@@ -79,6 +84,11 @@ async def entrypoint(ctx) -> None:
     from livekit.agents.voice.room_io import RoomOptions, TextInputOptions
 
     settings = WorkerSettings()
+    if settings.agent_trace_hops:
+        from tts_plugin import hops
+
+        hops.enable()
+        hops.mark("job_started", ctx.room.name)
     tts = build_tts(settings)
     tts.prewarm()  # connect to the TTS server (or start the engine) while the room connects
     stt, llm, vad = (load_component(settings.agent_stt), load_component(settings.agent_llm),
@@ -94,6 +104,9 @@ async def entrypoint(ctx) -> None:
                         room_options=room_options)
     log.info("agent in room %s (stt=%s, llm=%s)", ctx.room.name, bool(stt), bool(llm))
     if settings.agent_greeting:
+        from tts_plugin import hops
+
+        hops.mark("greeting_say", ctx.room.name)
         session.say(settings.agent_greeting)
 
 

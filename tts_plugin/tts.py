@@ -24,6 +24,7 @@ from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, tts, 
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import is_given
 
+from . import hops
 from .backends.base import SpeakOptions, SpeechBackend
 from .backends.local import EngineBackend
 from .backends.remote import ServerBackend
@@ -170,6 +171,7 @@ class SynthesizeStream(tts.SynthesizeStream):
         # A fresh id per stream: the server tags audio with it, so audio of an earlier,
         # interrupted stream can never come out of this one.
         segment_id = utils.shortuuid()
+        hops.mark("stream_opened", segment_id)
         output_emitter.initialize(request_id=utils.shortuuid(), sample_rate=SAMPLE_RATE,
                                   num_channels=NUM_CHANNELS, mime_type="audio/pcm", stream=True)
         segment_started = False
@@ -186,8 +188,12 @@ class SynthesizeStream(tts.SynthesizeStream):
 
         speech = self._tts._backend.speak(text(), self._opts, segment_id=segment_id,
                                           conn_options=self._conn_options, on_text_sent=self._mark_started)
+        pushed = False
         async with aclosing(speech):
             async for pcm in speech:
+                if not pushed:
+                    hops.mark("first_push", segment_id)
+                    pushed = True
                 output_emitter.push(pcm)
         if segment_started:
             output_emitter.end_segment()

@@ -20,6 +20,7 @@ import aiohttp
 
 from livekit.agents import APIConnectionError, APIConnectOptions, APIStatusError, APITimeoutError, utils
 
+from .. import hops
 from ..log import logger
 from .base import SpeakOptions, SpeechBackend
 from .sentences import SentenceBuffer
@@ -156,6 +157,7 @@ class ServerBackend(SpeechBackend):
 
         try:
             await send(first, True)
+            hops.mark("first_text_sent", segment_id)
             async for token in tokens:
                 if token:
                     await send(token, True)
@@ -178,6 +180,8 @@ class ServerBackend(SpeechBackend):
                 continue  # still waiting for the LLM's text: silence is expected
             if msg.type == aiohttp.WSMsgType.BINARY:
                 if ours:
+                    if not got_audio:
+                        hops.mark("first_audio_received", segment_id)
                     got_audio = True
                     audio.send_nowait(msg.data)
                 continue
