@@ -6,7 +6,9 @@ the server's own first audio and the embedded WebRTC path, in one run.
 Starts livekit-server (livekit.yaml on free ports), the TTS server (tiny model, greedy, prebuffer 0)
 and, per mode, the agent worker (`python -m agent dev|start`, ORPHEUS_AGENT_TRACE_HOPS=1). A Python
 listener (livekit `rtc.AudioStream`, 24 kHz) joins a room per round and:
-- join -> greeting heard: `room.connect` starts the clock; heard = the first 10 ms frame above speech level;
+- join -> greeting heard: `room.connect` starts the clock; heard = the first 10 ms frame above speech level
+  (hops: job_started, the greeting's stream_opened / first_text_sent / first_audio_received,
+  session_started (room connected, track published), first_push, first_capture);
 - chat -> heard: sends `lk.chat` text, then waits for the first frame above speech level.
 Hops come from the worker's log (`tts_plugin/hops.py`: one `hop <name> <key> <unix time>` line each,
 taken with `time.time()` in the job process; everything runs on this machine, so all clocks are one):
@@ -45,6 +47,8 @@ AGENT = "orpheus-latency"
 GREETING = "Hello there."
 CHAT = "Say this back to me."
 HOP_LINE = re.compile(r"hop (\w+) (\S+) (\d+\.\d+)")
+JOIN_HOPS = ["job_started", "stream_opened", "first_text_sent", "first_audio_received", "session_started",
+             "first_push", "first_capture"]
 CHAT_HOPS = ["text_received", "say", "stream_opened", "first_text_sent", "first_audio_received", "first_push",
              "first_capture"]
 
@@ -196,8 +200,7 @@ async def livekit_rounds(livekit, worker, join_rounds: int, chat_rounds: int) ->
         await listener.room.connect(livekit.url, token(livekit, room))
         heard = await listener.heard_after(joined)
         marks = hops_between(worker.log_path, joined - 1, heard + 5)
-        joins.append({"join_to_heard": heard - joined, **{k: v - joined for k, v in marks.items()
-                                                            if k in ("job_started", "greeting_say")}})
+        joins.append({"join_to_heard": heard - joined, **{k: v - joined for k, v in marks.items() if k in JOIN_HOPS}})
         await listener.quiet()
         if index == 0:
             for _ in range(chat_rounds):
@@ -257,8 +260,7 @@ async def main() -> None:
                     stop_process(worker.process, 20)
                 result[mode] = {
                     "join_to_greeting_heard": percentiles([j["join_to_heard"] for j in rounds["joins"]]),
-                    "join_to_job_started": percentiles([j["job_started"] for j in rounds["joins"] if "job_started" in j]),
-                    "join_to_greeting_say": percentiles([j["greeting_say"] for j in rounds["joins"] if "greeting_say" in j]),
+                    **{f"join_to_{hop}": percentiles([j[hop] for j in rounds["joins"] if hop in j]) for hop in JOIN_HOPS},
                     **chat_summary(rounds["chats"]),
                 }
         finally:

@@ -9,6 +9,7 @@ the engine produced is known and the listener's decoded audio must match it.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 
 import numpy as np
@@ -121,6 +122,23 @@ async def test_listener_hears_the_agent_greeting_with_the_engines_duration(liste
     await asyncio.wait_for(listener_in_room.agent_track.wait(), 120)
     runs = await listener_in_room.utterance(0, 1)
     assert_duration(runs, 2 * SENTENCE_S)  # GREETING is two sentences of 8 frames
+
+
+async def test_the_greeting_is_synthesized_while_the_agent_joins_the_room(listener_in_room, agent_worker):
+    """The greeting's text reaches the TTS server before the session has started (room connected,
+    track published): its synthesis overlaps the join instead of following it."""
+    await asyncio.wait_for(listener_in_room.agent_track.wait(), 120)
+    await listener_in_room.utterance(0, 1)
+    room = listener_in_room.room.name
+    marks = hop_marks(agent_worker.log_path.read_text())
+    job = marks.index(("job_started", room))
+    names = [name for name, _ in marks[job:]]
+    assert names.index("first_text_sent") < names.index("session_started") < names.index("first_capture")
+
+
+def hop_marks(log: str) -> list[tuple[str, str]]:
+    """(name, key) of every hop mark the worker logged (tts_plugin/hops.py), in order."""
+    return [(m[1], m[2]) for m in re.finditer(r"hop (\w+) (\S+) \d+\.\d+", log)]
 
 
 async def test_a_chat_message_from_the_listener_comes_back_as_speech(listener_in_room, agent_worker):

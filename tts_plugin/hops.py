@@ -12,7 +12,8 @@ import time
 
 log = logging.getLogger("orpheus.hops")
 _enabled = False
-_awaiting_capture: str | None = None  # the stream whose first frame the room's audio source has not taken yet
+_awaiting_capture: str | None = None
+_marked: set[tuple[str, str]] = set()  # the stream whose first frame the room's audio source has not taken yet
 
 
 def enable() -> None:
@@ -43,3 +44,10 @@ def mark(name: str, key: str = "-") -> None:
     log.info("hop %s %s %.6f", name, key, time.time())
     if name == "first_push":
         _awaiting_capture = key
+
+
+def mark_once(name: str, key: str) -> None:
+    """``mark`` the first time this (name, key) comes by; cheap when tracing is off."""
+    if _enabled and (name, key) not in _marked:
+        _marked.add((name, key))
+        mark(name, key)

@@ -149,13 +149,13 @@ class ChunkedStream(tts.ChunkedStream):
         self._opts = replace(tts._opts)
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        segment_id = utils.shortuuid()
+        hops.mark("stream_opened", segment_id)
         output_emitter.initialize(request_id=utils.shortuuid(), sample_rate=SAMPLE_RATE,
                                   num_channels=NUM_CHANNELS, mime_type="audio/pcm")
-        speech = self._tts._backend.speak(_single(self._input_text), self._opts, segment_id=utils.shortuuid(),
+        speech = self._tts._backend.speak(_single(self._input_text), self._opts, segment_id=segment_id,
                                           conn_options=self._conn_options, on_text_sent=lambda: None)
-        async with aclosing(speech):
-            async for pcm in speech:
-                output_emitter.push(pcm)
+        await _push_all(speech, output_emitter, segment_id)
         output_emitter.flush()
 
 
@@ -188,16 +188,17 @@ class SynthesizeStream(tts.SynthesizeStream):
 
         speech = self._tts._backend.speak(text(), self._opts, segment_id=segment_id,
                                           conn_options=self._conn_options, on_text_sent=self._mark_started)
-        pushed = False
-        async with aclosing(speech):
-            async for pcm in speech:
-                if not pushed:
-                    hops.mark("first_push", segment_id)
-                    pushed = True
-                output_emitter.push(pcm)
+        await _push_all(speech, output_emitter, segment_id)
         if segment_started:
             output_emitter.end_segment()
 
 
 async def _single(text: str) -> AsyncIterator[str]:
     yield text
+
+
+async def _push_all(speech: AsyncIterator[bytes], output_emitter: tts.AudioEmitter, segment_id: str) -> None:
+    async with aclosing(speech):
+        async for pcm in speech:
+            hops.mark_once("first_push", segment_id)
+            output_emitter.push(pcm)
