@@ -1,7 +1,7 @@
 """Where the time goes between text and a listener hearing it: every hop, the LiveKit path against
 the server's own first audio and the embedded WebRTC path, in one run.
 
-    python bench/latency.py [--rounds 6] [--join-rounds 3] [--modes dev,start]
+    python bench/latency.py [--rounds 6] [--join-rounds 3] [--modes dev,start] [--baseline-ref REV]
 
 Starts livekit-server (livekit.yaml on free ports), the TTS server (tiny model, greedy, prebuffer 0)
 and, per mode, the agent worker (`python -m agent dev|start`, ORPHEUS_AGENT_TRACE_HOPS=1). A Python
@@ -16,7 +16,9 @@ text_received (worker got the chat) -> say (after interrupting) -> stream_opened
 first_text_sent (to the TTS server) -> first_audio_received (the server's first audio, over loopback)
 -> first_push (to livekit-agents' emitter) -> first_capture (the room's AudioSource) -> heard.
 Baselines in the same run: the TTS server's own first audio (a WebSocket client, request -> first
-byte), and the embedded WebRTC path (aiortc listener, data-channel speak -> first audible frame).
+byte), the embedded WebRTC path (aiortc listener, data-channel speak -> first audible frame), and with
+``--baseline-ref`` the same rounds through a worker running an older commit's code (a git worktree;
+same TTS server, same LiveKit server).
 Prints one JSON object. The model is random: this measures time, not speech.
 """
 
@@ -27,6 +29,7 @@ import asyncio
 import json
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -226,11 +229,28 @@ def chat_summary(chats: list[dict]) -> dict:
     return out
 
 
+async def measure_worker(livekit, server, log_dir: Path, mode: str, tree: Path, args) -> dict:
+    log_dir.mkdir()
+    worker = start_agent_worker(livekit, server.base_url, log_dir, mode=mode, agent_name=AGENT, greeting=GREETING,
+                                tree=tree, ORPHEUS_AGENT_TRACE_HOPS="1")
+    try:
+        await asyncio.sleep(3.0)  # start mode: let it prewarm its idle job processes
+        rounds = await livekit_rounds(livekit, worker, args.join_rounds, args.rounds)
+    finally:
+        stop_process(worker.process, 20)
+    return {
+        "join_to_greeting_heard": percentiles([j["join_to_heard"] for j in rounds["joins"]]),
+        **{f"join_to_{hop}": percentiles([j[hop] for j in rounds["joins"] if hop in j]) for hop in JOIN_HOPS},
+        **chat_summary(rounds["chats"]),
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=6, help="chat utterances per mode")
     parser.add_argument("--join-rounds", type=int, default=3, help="rooms joined per mode (greeting latency)")
     parser.add_argument("--modes", default="dev,start")
+    parser.add_argument("--baseline-ref", help="git revision whose worker runs the same rounds (before/after)")
     args = parser.parse_args()
     result: dict = {"rounds": args.rounds, "join_rounds": args.join_rounds}
     with tempfile.TemporaryDirectory(prefix="latency-") as tmp:
@@ -249,20 +269,20 @@ async def main() -> None:
                 "server_first_audio_to_heard": percentiles(
                     [h - s for h, s in zip(embedded["heard"], embedded["server_first_audio"])]),
             }
-            for mode in args.modes.split(","):
-                (work / mode).mkdir()
-                worker = start_agent_worker(livekit, server.base_url, work / mode, mode=mode, agent_name=AGENT,
-                                            greeting=GREETING, ORPHEUS_AGENT_TRACE_HOPS="1")
-                try:
-                    await asyncio.sleep(3.0)  # start mode: let it prewarm its idle job processes
-                    rounds = await livekit_rounds(livekit, worker, args.join_rounds, args.rounds)
-                finally:
-                    stop_process(worker.process, 20)
-                result[mode] = {
-                    "join_to_greeting_heard": percentiles([j["join_to_heard"] for j in rounds["joins"]]),
-                    **{f"join_to_{hop}": percentiles([j[hop] for j in rounds["joins"] if hop in j]) for hop in JOIN_HOPS},
-                    **chat_summary(rounds["chats"]),
-                }
+            trees = {"": ROOT}
+            if args.baseline_ref:
+                trees["baseline_"] = work / "baseline-tree"
+                subprocess.run(["git", "worktree", "add", "--detach", "-q", str(trees["baseline_"]), args.baseline_ref],
+                               cwd=ROOT, check=True)
+                result["baseline_ref"] = args.baseline_ref
+            try:
+                for mode in args.modes.split(","):
+                    for prefix, tree in trees.items():
+                        result[prefix + mode] = await measure_worker(livekit, server, work / f"{prefix}{mode}", mode,
+                                                                     tree, args)
+            finally:
+                if args.baseline_ref:
+                    subprocess.run(["git", "worktree", "remove", "--force", str(trees["baseline_"])], cwd=ROOT)
         finally:
             stop_process(server.process)
             stop_process(livekit_proc, 10)
