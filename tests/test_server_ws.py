@@ -1,5 +1,5 @@
 """WebSocket protocol of the real server: segments, metrics, cancel, ordering, input streaming,
-the orpheus-streaming message shape, and disconnects that stop generation."""
+and disconnects that stop generation (the orpheus-streaming shape: tests/test_compat_clients.py)."""
 
 from __future__ import annotations
 
@@ -113,16 +113,6 @@ async def test_ws_input_streaming_speaks_each_sentence_once_it_is_complete(ws_cl
     segment = ws_client.segments["live"]
     assert segment.event("metrics")["sentences"] == 3  # "Hello there." "How are you today?" "Fine."
     assert len(segment.audio) == 3 * SENTENCE_BYTES
-
-
-async def test_ws_accepts_orpheus_streaming_message_shape(ws_client):
-    await ws_client.ws.send(json.dumps({"input": "Hi there. And", "voice": "tara", "continue": True,
-                                        "segment_id": "o1"}))
-    await ws_client.ws.send(json.dumps({"input": " bye.", "voice": "tara", "continue": False,
-                                        "segment_id": "o1"}))
-    end = await ws_client.until_end("o1")
-    assert end["cancelled"] is False
-    assert len(ws_client.segments["o1"].audio) == 2 * SENTENCE_BYTES
 
 
 async def test_ws_cancel_stops_segment_and_generation_and_connection_stays_usable(ws_client, tts_server):

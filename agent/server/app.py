@@ -14,9 +14,11 @@ from starlette.routing import Match
 from tts_plugin.engine.engine import OrpheusEngine
 
 from . import http_api, rtc, ws_api
+from .compat import chatterbox_sse, chatterbox_ws, orpheus_fastapi
 from .config import ServerSettings
 from .errors import BodySizeLimit, install_error_handlers
 from .livekit_token import livekit_token_router
+from .request_id import RequestIdMiddleware
 from .rtc import RtcListeners
 from .state import ServerState
 
@@ -78,10 +80,13 @@ def create_app(settings: ServerSettings, engine: OrpheusEngine | None = None, *,
     app.state.server = state
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestIdMiddleware)  # added last = outermost: every response gets the id
     app.include_router(http_api.router)
     app.include_router(ws_api.router)
     app.include_router(rtc.router)
     app.include_router(livekit_token_router())  # GET /v1/livekit/token (listener tokens)
+    for adapter in (orpheus_fastapi, chatterbox_sse, chatterbox_ws):  # other servers' APIs (README)
+        app.include_router(adapter.router)
     vendor = settings.web_dir / "node_modules" / "livekit-client" / "dist"
     if vendor.is_dir():
         app.mount("/vendor/livekit-client", StaticFiles(directory=vendor), name="livekit-client")

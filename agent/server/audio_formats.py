@@ -3,6 +3,8 @@
 Each encoder is fed chunk by chunk and returns whatever encoded bytes are ready, so HTTP responses
 stream as audio is generated. Compressed formats are muxed by PyAV (libopus in Ogg, LAME MP3, FLAC,
 AAC in ADTS); WAV is the stdlib ``wave`` header (with the "unknown length" size) followed by PCM.
+FLAC alone is buffered: its header must carry the total length (libsndfile refuses a FLAC whose
+STREAMINFO says 0 samples), which the muxer writes back only into a seekable file at the end.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class ContainerSpec:
     codec: str
     bit_rate: int | None
     options: dict
+    buffered: bool = False  # mux into a seekable buffer, all bytes at finish()
 
 
 class ContainerEncoder:
@@ -91,7 +94,9 @@ class ContainerEncoder:
 
     def __init__(self, spec: ContainerSpec) -> None:
         self._sink = _Sink()
-        self._container = av.open(self._sink, mode="w", format=spec.container, options=spec.options)
+        self._buffer = io.BytesIO() if spec.buffered else None
+        target = self._buffer if self._buffer is not None else self._sink
+        self._container = av.open(target, mode="w", format=spec.container, options=spec.options)
         self._stream = self._container.add_stream(spec.codec, rate=SAMPLE_RATE, layout="mono")
         if spec.bit_rate:
             self._stream.bit_rate = spec.bit_rate
@@ -121,7 +126,7 @@ class ContainerEncoder:
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
-        return self._sink.take()
+        return self._buffer.getvalue() if self._buffer is not None else self._sink.take()
 
     def close(self) -> None:
         """Release the codec when the response is abandoned mid-stream."""
@@ -158,7 +163,7 @@ class ContainerEncoder:
 _SPECS: dict[str, ContainerSpec] = {
     "opus": ContainerSpec("ogg", "libopus", 32000, {"page_duration": "20000"}),
     "mp3": ContainerSpec("mp3", "libmp3lame", 64000, {}),
-    "flac": ContainerSpec("flac", "flac", None, {}),
+    "flac": ContainerSpec("flac", "flac", None, {}, buffered=True),
     "aac": ContainerSpec("adts", "aac", 64000, {}),
 }
 

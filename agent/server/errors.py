@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .compat import foreign
+
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, *, code: str = "invalid_request", param: str | None = None):
@@ -34,7 +36,7 @@ def describe_validation_error(err: dict) -> tuple[str, str | None]:
     if kind == "missing":
         return f"{field}: field required", field
     if kind == "extra_forbidden":
-        return f"{field}: unknown field", field
+        return foreign.describe(field) or f"{field}: unknown field", field
     if kind in ("model_attributes_type", "dict_type") and not loc:
         return "the body must be a JSON object", None
     message = err.get("msg", "invalid value").removeprefix("Value error, ")

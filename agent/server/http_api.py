@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from .audio_formats import CHANNELS, MEDIA_TYPES, SAMPLE_RATE, make_encoder
 from .errors import ApiError
+from .request_id import request_id
 from .speech_request import SpeechRequest
 from .state import ServerState
 
@@ -37,11 +38,12 @@ def _state(request: Request) -> ServerState:
     return request.app.state.server
 
 
-def _start(state: ServerState, body: SpeechRequest, transport: str):
+def _start(state: ServerState, body: SpeechRequest, transport: str, request_id: str | None = None):
+    """Validate and start the stream (the one entry point every speech route, core or compat, uses)."""
     if not state.ready:
         raise ApiError(503, "model is still loading", code="not_ready")
     try:
-        return body.start(state.engine, request_id=f"{transport}-{uuid.uuid4().hex[:12]}")
+        return body.start(state.engine, request_id=f"{transport}-{request_id or uuid.uuid4().hex[:12]}")
     except ValueError as exc:  # TextError is a ValueError: empty/oversized input, unknown voice
         state.metrics.error(transport, "bad_request")
         raise ApiError(400, str(exc), param=_param_of(str(exc))) from None
@@ -51,7 +53,8 @@ def _param_of(message: str) -> str | None:
     return "voice" if "voice" in message else "input"
 
 
-async def _encoded(state: ServerState, stream, response_format: str, transport: str) -> AsyncIterator[bytes]:
+async def encoded_chunks(state: ServerState, stream, response_format: str, transport: str) -> AsyncIterator[bytes]:
+    """The stream's audio in ``response_format``, as the encoder releases it; engine faults propagate."""
     encoder = make_encoder(response_format)
     try:
         async for pcm in state.metrics.observe(stream, transport):
@@ -61,21 +64,31 @@ async def _encoded(state: ServerState, stream, response_format: str, transport: 
         tail = encoder.finish()
         if tail:
             yield tail
-    except Exception:  # mid-stream engine fault: headers are gone, so end the body and log it
-        log.exception("stream %s failed", stream.metrics.request_id)
     finally:
         getattr(encoder, "close", lambda: None)()
+
+
+async def _encoded(state: ServerState, stream, response_format: str, transport: str) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in encoded_chunks(state, stream, response_format, transport):
+            yield chunk
+    except Exception:  # mid-stream engine fault: headers are gone, so end the body and log it
+        log.exception("stream %s failed", stream.metrics.request_id)
 
 
 def _sse(event: str, data: dict) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
-async def _openai_sse(state: ServerState, stream) -> AsyncIterator[bytes]:
-    """OpenAI's `stream_format: "sse"`: speech.audio.delta events (base64 PCM), then speech.audio.done."""
+async def _openai_sse(state: ServerState, stream, response_format: str) -> AsyncIterator[bytes]:
+    """OpenAI's `stream_format: "sse"`: speech.audio.delta events, then speech.audio.done.
+
+    As OpenAI does, the deltas are pieces of one stream in the requested ``response_format``
+    (LiveKit's OpenAI plugin feeds them to a decoder of that format); concatenated they are the file."""
     try:
-        async for pcm in state.metrics.observe(stream, "openai_sse"):
-            yield f"data: {json.dumps({'type': 'speech.audio.delta', 'audio': base64.b64encode(pcm).decode()})}\n\n".encode()
+        async for chunk in encoded_chunks(state, stream, response_format, "openai_sse"):
+            delta = {"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()}
+            yield f"data: {json.dumps(delta)}\n\n".encode()
         m = stream.metrics
         done = {"type": "speech.audio.done", "usage": {"input_tokens": m.prompt_tokens, "output_tokens": m.tokens,
                                                         "total_tokens": m.prompt_tokens + m.tokens}}
@@ -90,9 +103,10 @@ async def _openai_sse(state: ServerState, stream) -> AsyncIterator[bytes]:
 async def create_speech(body: SpeechRequest, request: Request) -> StreamingResponse:
     """OpenAI-compatible speech. `response_format`: pcm (s16le 24 kHz mono), wav, opus (Ogg), mp3, flac, aac."""
     state = _state(request)
-    stream = _start(state, body, "openai")
+    stream = _start(state, body, "openai", request_id(request))
     if body.stream_format == "sse":
-        return StreamingResponse(_openai_sse(state, stream), media_type="text/event-stream", headers=SSE_HEADERS)
+        return StreamingResponse(_openai_sse(state, stream, body.response_format), media_type="text/event-stream",
+                                 headers=SSE_HEADERS)
     headers = PCM_HEADERS if body.response_format == "pcm" else {}
     return StreamingResponse(_encoded(state, stream, body.response_format, "openai"),
                              media_type=MEDIA_TYPES[body.response_format], headers=headers)
@@ -106,7 +120,7 @@ async def stream_pcm(body: SpeechRequest, request: Request) -> StreamingResponse
     if "response_format" in body.model_fields_set and body.response_format != "pcm":
         raise ApiError(400, "this endpoint streams raw PCM only; use /v1/audio/speech for other formats",
                        param="response_format")
-    stream = _start(state, body, "pcm")
+    stream = _start(state, body, "pcm", request_id(request))
     return StreamingResponse(_encoded(state, stream, "pcm", "pcm"),
                              media_type="audio/pcm;rate=24000;channels=1;format=s16le", headers=PCM_HEADERS)
 
@@ -116,7 +130,7 @@ async def stream_pcm(body: SpeechRequest, request: Request) -> StreamingResponse
 async def stream_sse(body: SpeechRequest, request: Request) -> StreamingResponse:
     """Server-Sent Events: `audio` {seq, audio: base64 PCM s16le 24 kHz mono}, `metrics`, `done`, `error`."""
     state = _state(request)
-    stream = _start(state, body, "sse")
+    stream = _start(state, body, "sse", request_id(request))
 
     async def events() -> AsyncIterator[bytes]:
         seq = 0

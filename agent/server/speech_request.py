@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from tts_plugin.engine.engine import OrpheusEngine, SpeechStream
 from tts_plugin.engine.generator import SamplingOptions
@@ -34,7 +34,9 @@ class SamplingFields(BaseModel):
 class SpeechRequest(SamplingFields):
 
     model: str = Field("orpheus", max_length=200, description="accepted for OpenAI compatibility; one model is served")
-    input: str = Field(..., description="text to speak (emotion tags like <laugh> allowed)")
+    input: str = Field(..., validation_alias=AliasChoices("input", "text"),
+                       description="text to speak (emotion tags like <laugh> allowed); `text` is accepted too "
+                                   "(the orpheus-streaming and Spark TTS servers' name)")
     voice: str | None = Field(None, description="a name from GET /v1/voices; server default when unset")
     response_format: Literal[RESPONSE_FORMATS] = Field("wav", description="pcm is s16le 24 kHz mono")  # type: ignore[valid-type]
     speed: float | None = Field(None, ge=0.25, le=4.0, description="only 1.0 is supported")

@@ -5,7 +5,13 @@ Client -> server (JSON text frames):
   {"input":"...","voice":"tara","continue":true,"segment_id":"s1"}   (orpheus-streaming shape)
   {"type":"cancel","segment_id":"s1"}    {"type":"ping"}
 Server -> client: {"type":"start",...}, binary PCM s16le 24 kHz mono, {"type":"metrics",...},
-  {"type":"end","segment_id":..,"cancelled":bool}, {"type":"pong"}, {"type":"error","code","message"}.
+  {"type":"end","segment_id":..,"cancelled":bool}, {"type":"pong"}, {"type":"error","code","message"},
+  {"type":"no_op","reason":"empty_input"} (orpheus-streaming shape, empty input that keeps the socket).
+
+``type: "speak"`` streams input: with ``continue: true`` the segment stays open for more text and
+each sentence is spoken once it is complete. The orpheus-streaming shape (no ``type``) follows that
+server's rules instead: each message is a whole segment, spoken at once; ``continue`` defaults to
+true and ``continue: false`` (its input may be empty) closes the socket once what is queued is spoken.
 
 Two tasks per connection: the reader answers control messages at once (cancel, ping) and queues
 text; the speaker works through segments in order. Binary frames between start(X) and end(X)
@@ -39,6 +45,7 @@ log = logging.getLogger("orpheus.server.ws")
 router = APIRouter()
 
 RECENT_SEGMENTS = 64  # finished segment ids remembered so a late cancel is not an error
+CLOSE = None  # queued after the last segment by continue:false (orpheus-streaming shape)
 
 
 class SpeakMessage(SamplingFields):
@@ -108,13 +115,14 @@ class SpeechSocket:
         self.ws = ws
         self.state = state
         self.engine = state.engine
-        self.queue: asyncio.Queue[Segment] = asyncio.Queue()
+        self.queue: asyncio.Queue[Segment | None] = asyncio.Queue()  # None: CLOSE
         self.open_segment: Segment | None = None  # receiving text with continue:true
         self.current: Segment | None = None  # being spoken
         self.pending: dict[str, Segment] = {}  # queued, not started
         self.finished: list[str] = []
         self._send_lock = asyncio.Lock()
         self._auto_ids = itertools.count(1)
+        self.closing = False  # continue:false in the orpheus-streaming shape was received
 
     # ---- sending
     async def send_json(self, payload: dict) -> None:
@@ -157,9 +165,14 @@ class SpeechSocket:
 
     async def _handle(self, data: dict) -> None:
         kind = data.get("type")
-        if kind is None and ("input" in data or "text" in data):
-            kind = "speak"  # orpheus-streaming clients send no type
-        if kind == "ping":
+        if kind in ("speak", None) and self.closing and ("input" in data or "text" in data):
+            raise ClientError("closing", "continue:false was received: the connection closes once queued "
+                              "speech is spoken", data.get("segment_id") if isinstance(data.get("segment_id"), str)
+                              else None)
+        if kind is None and ("input" in data or "text" in data):  # orpheus-streaming clients send no type
+            msg = _validated(SpeakMessage, data)
+            await self._speak_whole(msg, keep_open=msg.continue_ if "continue" in data else True)
+        elif kind == "ping":
             await self.send_json({"type": "pong", **({"id": data["id"]} if "id" in data else {})})
         elif kind == "speak":
             self._speak(_validated(SpeakMessage, data))
@@ -192,13 +205,34 @@ class SpeechSocket:
             seg.close()
             self.open_segment = None
 
-    def _new_segment(self, msg: SpeakMessage, text: str) -> Segment:
+    async def _speak_whole(self, msg: SpeakMessage, *, keep_open: bool) -> None:
+        """orpheus-streaming's rules: the message is a whole segment, queued at once; empty input is a
+        no-op; ``keep_open`` false (continue:false) closes the socket after everything queued."""
+        if self.open_segment is not None:  # a typed segment still taking text ends here
+            self.open_segment.close()
+            self.open_segment = None
+        text = msg.spoken_text
+        try:
+            if text.strip():
+                if not self.state.ready:
+                    raise ClientError("not_ready", "model is still loading", msg.segment_id)
+                seg = self._new_segment(msg, text, whole=True)
+                seg.push(text)
+                seg.close()
+            elif keep_open:
+                await self.send_json({"type": "no_op", "reason": "empty_input", "segment_id": msg.segment_id})
+        finally:
+            if not keep_open:  # a refused last message still ends the connection, after its error
+                self.closing = True
+                self.queue.put_nowait(CLOSE)
+
+    def _new_segment(self, msg: SpeakMessage, text: str, *, whole: bool | None = None) -> Segment:
         segment_id = msg.segment_id or f"seg-{next(self._auto_ids)}"
         if segment_id in self.pending or (self.current and self.current.id == segment_id):
             raise ClientError("bad_request", f"segment {segment_id!r} is already in progress", segment_id)
         try:
             voice = self.engine.resolve_voice(msg.voice)
-            if not msg.continue_:
+            if (not msg.continue_) if whole is None else whole:
                 validate(text, self.state.settings.max_input_chars)  # whole text known: reject now
         except ValueError as exc:
             raise ClientError("bad_request", str(exc), segment_id) from None
@@ -228,6 +262,10 @@ class SpeechSocket:
     async def _speaker(self) -> None:
         while True:
             seg = await self.queue.get()
+            if seg is CLOSE:  # everything before it is spoken: close as orpheus-streaming does
+                async with self._send_lock:
+                    await self.ws.close(1000)
+                return
             self.pending.pop(seg.id, None)
             if seg.cancelled:
                 await self.send_json({"type": "end", "segment_id": seg.id, "cancelled": True})
