@@ -1,23 +1,29 @@
 """HTTP endpoints: OpenAI-compatible speech, raw PCM stream, SSE, health, voices, metrics.
 
 Every speech response streams as audio is generated. Input is validated before the response
-starts, so bad requests get a 4xx with a reason; a client that disconnects cancels the response
-task, which closes the engine stream and aborts its vLLM request.
+starts, so bad requests get a 4xx with a reason; then the stream takes an admission slot (429 busy
+after the queue wait). A client that disconnects cancels the response task, which closes the engine
+stream and aborts its vLLM request. A stream that fails after its 200 went out is cut (no clean
+end of the chunked body), so clients see an error rather than a short file.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from .audio_formats import CHANNELS, MEDIA_TYPES, SAMPLE_RATE, make_encoder
+from .admission import Busy
+from .audio_formats import CHANNELS, MEDIA_TYPES, SAMPLE_RATE, ContainerEncoder, make_encoder
 from .errors import ApiError
+from .lifecycle import StreamAborted, connection_of
 from .speech_request import SpeechRequest
 from .state import ServerState
 
@@ -37,14 +43,30 @@ def _state(request: Request) -> ServerState:
     return request.app.state.server
 
 
-def _start(state: ServerState, body: SpeechRequest, transport: str):
-    if not state.ready:
-        raise ApiError(503, "model is still loading", code="not_ready")
+def _refuse_if_unavailable(state: ServerState) -> None:
+    if (refusal := state.refusal()) is not None:
+        raise ApiError(503, refusal[1], code=refusal[0])
+
+
+async def _start(state: ServerState, request: Request, body: SpeechRequest, transport: str):
+    """Validate, then wait for an admission slot (held until the request's connection is done)."""
+    _refuse_if_unavailable(state)
     try:
-        return body.start(state.engine, request_id=f"{transport}-{uuid.uuid4().hex[:12]}")
+        stream = body.start(state.engine, request_id=f"{transport}-{uuid.uuid4().hex[:12]}")
     except ValueError as exc:  # TextError is a ValueError: empty/oversized input, unknown voice
         state.metrics.error(transport, "bad_request")
         raise ApiError(400, str(exc), param=_param_of(str(exc))) from None
+    try:
+        slot = await state.admission.acquire(transport)
+    except Busy as exc:
+        state.metrics.error(transport, "busy")
+        raise ApiError(429, str(exc), code="busy", headers={"Retry-After": str(exc.retry_after_s)}) from None
+    connection = connection_of(request.scope)
+    if connection is None:  # no ConnectionScopes middleware: nothing would release it
+        slot.release()
+        raise ApiError(500, "server misconfigured: no connection scope", code="server_error")
+    connection.hold(slot)  # released when the response is over, however it ends
+    return stream
 
 
 def _param_of(message: str) -> str | None:
@@ -53,18 +75,35 @@ def _param_of(message: str) -> str | None:
 
 async def _encoded(state: ServerState, stream, response_format: str, transport: str) -> AsyncIterator[bytes]:
     encoder = make_encoder(response_format)
+    # Compressed formats encode in a thread; the encoder closes only once no call is running in it.
+    offload = isinstance(encoder, ContainerEncoder)
+    running: asyncio.Future | None = None
+
+    async def encode(fn, *args) -> bytes:
+        nonlocal running
+        if not offload:
+            return fn(*args)
+        running = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        return await running
+
     try:
-        async for pcm in state.metrics.observe(stream, transport):
-            out = encoder.feed(pcm)
-            if out:
-                yield out
-        tail = encoder.finish()
+        async with aclosing(state.metrics.observe(stream, transport)) as chunks:
+            async for pcm in chunks:
+                out = await encode(encoder.feed, pcm)
+                if out:
+                    yield out
+        tail = await encode(encoder.finish)
         if tail:
             yield tail
-    except Exception:  # mid-stream engine fault: headers are gone, so end the body and log it
-        log.exception("stream %s failed", stream.metrics.request_id)
+    except Exception as exc:  # mid-stream fault: the 200 is gone, so cut the body (clients see an error)
+        log.error("stream %s failed, cutting the response: %s", stream.metrics.request_id, exc)
+        raise StreamAborted(str(exc)) from None
     finally:
-        getattr(encoder, "close", lambda: None)()
+        close = getattr(encoder, "close", lambda: None)
+        if running is not None and not running.done():
+            running.add_done_callback(lambda _: close())
+        else:
+            close()
 
 
 def _sse(event: str, data: dict) -> bytes:
@@ -74,8 +113,10 @@ def _sse(event: str, data: dict) -> bytes:
 async def _openai_sse(state: ServerState, stream) -> AsyncIterator[bytes]:
     """OpenAI's `stream_format: "sse"`: speech.audio.delta events (base64 PCM), then speech.audio.done."""
     try:
-        async for pcm in state.metrics.observe(stream, "openai_sse"):
-            yield f"data: {json.dumps({'type': 'speech.audio.delta', 'audio': base64.b64encode(pcm).decode()})}\n\n".encode()
+        async with aclosing(state.metrics.observe(stream, "openai_sse")) as chunks:
+            async for pcm in chunks:
+                delta = {"type": "speech.audio.delta", "audio": base64.b64encode(pcm).decode()}
+                yield f"data: {json.dumps(delta)}\n\n".encode()
         done = {"type": "speech.audio.done", "usage": {"input_tokens": 0, "output_tokens": stream.metrics.tokens,
                                                         "total_tokens": stream.metrics.tokens}}
         yield f"data: {json.dumps(done)}\n\n".encode()
@@ -89,7 +130,7 @@ async def _openai_sse(state: ServerState, stream) -> AsyncIterator[bytes]:
 async def create_speech(body: SpeechRequest, request: Request) -> StreamingResponse:
     """OpenAI-compatible speech. `response_format`: pcm (s16le 24 kHz mono), wav, opus (Ogg), mp3, flac, aac."""
     state = _state(request)
-    stream = _start(state, body, "openai")
+    stream = await _start(state, request, body, "openai")
     if body.stream_format == "sse":
         return StreamingResponse(_openai_sse(state, stream), media_type="text/event-stream", headers=SSE_HEADERS)
     headers = PCM_HEADERS if body.response_format == "pcm" else {}
@@ -105,7 +146,7 @@ async def stream_pcm(body: SpeechRequest, request: Request) -> StreamingResponse
     if "response_format" in body.model_fields_set and body.response_format != "pcm":
         raise ApiError(400, "this endpoint streams raw PCM only; use /v1/audio/speech for other formats",
                        param="response_format")
-    stream = _start(state, body, "pcm")
+    stream = await _start(state, request, body, "pcm")
     return StreamingResponse(_encoded(state, stream, "pcm", "pcm"),
                              media_type="audio/pcm;rate=24000;channels=1;format=s16le", headers=PCM_HEADERS)
 
@@ -115,14 +156,16 @@ async def stream_pcm(body: SpeechRequest, request: Request) -> StreamingResponse
 async def stream_sse(body: SpeechRequest, request: Request) -> StreamingResponse:
     """Server-Sent Events: `audio` {seq, audio: base64 PCM s16le 24 kHz mono}, `metrics`, `done`, `error`."""
     state = _state(request)
-    stream = _start(state, body, "sse")
+    stream = await _start(state, request, body, "sse")
 
     async def events() -> AsyncIterator[bytes]:
         seq = 0
         try:
-            async for pcm in state.metrics.observe(stream, "sse"):
-                yield _sse("audio", {"seq": seq, "audio": base64.b64encode(pcm).decode(), "samples": len(pcm) // 2})
-                seq += 1
+            async with aclosing(state.metrics.observe(stream, "sse")) as chunks:
+                async for pcm in chunks:
+                    yield _sse("audio", {"seq": seq, "audio": base64.b64encode(pcm).decode(),
+                                         "samples": len(pcm) // 2})
+                    seq += 1
             yield _sse("metrics", _metrics_payload(stream.metrics))
             yield _sse("done", {"chunks": seq, "request_id": stream.metrics.request_id})
         except Exception as exc:  # noqa: BLE001 - reported to the client as an event
@@ -147,23 +190,29 @@ def _metrics_payload(m) -> dict:
 
 @router.get("/health", tags=["info"])
 async def health(request: Request) -> JSONResponse:
+    """200 only when new streams are taken; 503 with status loading, draining or engine_failed."""
     state = _state(request)
+    engine = None if state.engine_failed else state.engine
     body = {
-        "status": "ok" if state.ready else "loading",
-        "model_loaded": state.ready,
+        "status": state.status,
+        "model_loaded": engine is not None,
         "model": state.settings.model,
-        "active_streams": state.engine.active_streams if state.engine else 0,
-        "running_requests": state.engine.running_requests if state.engine else 0,
+        "active_streams": engine.active_streams if engine else 0,
+        "running_requests": engine.running_requests if engine else 0,
+        "max_streams": state.admission.limit,
+        "admitted_streams": state.admission.in_use,
+        "queued_streams": state.admission.queued,
         "rtc_listeners": state.rtc.listener_count if state.rtc else 0,
     }
+    if state.failure:
+        body["error"] = state.failure
     return JSONResponse(body, status_code=200 if state.ready else 503)
 
 
 @router.get("/v1/voices", tags=["info"])
 async def voices(request: Request) -> dict:
     state = _state(request)
-    if not state.ready:
-        raise ApiError(503, "model is still loading", code="not_ready")
+    _refuse_if_unavailable(state)
     return {"voices": list(state.engine.voices), "default": state.engine.default_voice}
 
 
