@@ -99,9 +99,10 @@ async def _timed(tokens: AsyncIterator[list[int]], metrics: SpeechMetrics) -> As
 class SpeechStream:
     """Async iterator of PCM chunks (bytes) for one utterance; ``aclose()`` stops generation."""
 
-    def __init__(self, chunks: AsyncIterator[bytes], metrics: SpeechMetrics) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], metrics: SpeechMetrics, sentences: list[str]) -> None:
         self._chunks = chunks
         self.metrics = metrics
+        self.sentences = sentences  # filled when the stream starts (the split runs in a thread)
 
     def __aiter__(self) -> "SpeechStream":
         return self
@@ -165,13 +166,14 @@ class OrpheusEngine:
         voice = self.prompts.check_voice(voice or self.default_voice)
         options = (options or SamplingOptions()).resolved(self.settings)
         metrics = SpeechMetrics(request_id=request_id or uuid.uuid4().hex)
-        return SpeechStream(self._speak(clean, voice, options, metrics), metrics)
+        sentences: list[str] = []
+        return SpeechStream(self._speak(clean, sentences, voice, options, metrics), metrics, sentences)
 
-    async def _speak(self, text: str, voice: str, options: SamplingOptions,
+    async def _speak(self, text: str, sentences: list[str], voice: str, options: SamplingOptions,
                      metrics: SpeechMetrics) -> AsyncIterator[bytes]:
         self.active_streams += 1
         try:
-            sentences = await asyncio.to_thread(split_sentences, text)
+            sentences.extend(await asyncio.to_thread(split_sentences, text))
             for index, sentence in enumerate(sentences):
                 budget = audio_token_budget(sentence, cap=options.max_tokens)
                 sentence_options = options.model_copy(update={"max_tokens": budget})
