@@ -1,15 +1,16 @@
 """Soak: concurrent WebSocket clients for a while, with random cancels, dropped connections and
 reconnects, against a server this script starts (tiny model, random SNAC, 8 stream slots).
 
-    python bench/soak.py [--clients 8] [--duration 60] [--seed 1]
+    python bench/soak.py [--clients 8] [--duration 60] [--warmup 10] [--seed 1]
 
 Each client connects, speaks 1-4 segments of 1-2 sentences, and per segment either lets it finish,
 cancels it after a random delay, or drops the connection mid-segment; then it reconnects or carries
 on with the same socket. Samples expected are what the server says it generated (each finished
 segment's ``metrics`` message: whole 2048-sample frames), received are the PCM samples between its
 ``start`` and ``end``: lost must be 0. ``busy`` refusals are counted, not hidden. The baseline, in
-the same run: the server's memory (RSS, engine core process included) when the soak starts, against
-its memory at the end, and the server idle (0 running requests) once every client has gone.
+the same run: the server's memory (RSS, engine core process included) after a ``--warmup`` soak
+(first batches, buffers, allocator arenas), against its memory at the end; and the server idle
+(0 running requests) once every client has gone.
 Prints one JSON object. The model is random: this measures robustness, not speech.
 """
 
@@ -57,10 +58,13 @@ class Tally:
     errors: Counter = field(default_factory=Counter)
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int) -> dict:
+    """RSS of the server process and of its children (vLLM's engine core), MiB."""
     process = psutil.Process(pid)
-    total = process.memory_info().rss + sum(c.memory_info().rss for c in process.children(recursive=True))
-    return round(total / 2**20, 1)
+    children = sum(c.memory_info().rss for c in process.children(recursive=True))
+    server = process.memory_info().rss
+    return {"total": round((server + children) / 2**20, 1), "server": round(server / 2**20, 1),
+            "engine_core": round(children / 2**20, 1)}
 
 
 async def speak_segment(ws, segment_id: str, rng: random.Random, tally: Tally) -> bool:
@@ -149,11 +153,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of soak")
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds of soak before the baseline RSS")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as log_dir:
         server = start_tts_server(Path(log_dir))
         try:
+            rss_fresh = rss_mib(server.process.pid)
+            if args.warmup > 0:
+                asyncio.run(soak(server.base_url, server.ws_url, args.clients, args.warmup, args.seed + 1))
+                wait_idle(server.base_url)
             rss_start = rss_mib(server.process.pid)
             started = time.monotonic()
             tally = asyncio.run(soak(server.base_url, server.ws_url, args.clients, args.duration, args.seed))
@@ -169,7 +178,7 @@ def main() -> None:
         "busy_refusals": tally.busy, "errors": dict(tally.errors),
         "samples_expected": tally.samples_expected, "samples_received": tally.samples_received,
         "samples_lost": tally.samples_expected - tally.samples_received,
-        "rss_start_mib": rss_start, "rss_end_mib": rss_end, "rss_growth_mib": round(rss_end - rss_start, 1),
+        "rss_fresh_mib": rss_fresh, "rss_start_mib": rss_start, "rss_end_mib": rss_end, "rss_growth_mib": round(rss_end["total"] - rss_start["total"], 1),
         "running_requests_end": health["running_requests"], "active_streams_end": health["active_streams"],
         "admitted_streams_end": health["admitted_streams"], "stream_limit": health["max_streams"],
     }, indent=2))

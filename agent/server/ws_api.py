@@ -269,6 +269,8 @@ class SpeechSocket:
             exc = None if seg.task.cancelled() else seg.task.exception()
             if isinstance(exc, Busy):  # never started: the error is the segment's only answer
                 self.current = None
+                if self.open_segment is seg:
+                    self.open_segment = None
                 self._remember(seg.id)
                 await self.send_error("busy", str(exc), seg.id)
                 continue
