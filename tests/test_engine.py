@@ -163,3 +163,21 @@ async def test_decoding_runs_off_the_event_loop_thread(engine):
     await collect(recording.synthesize("Off the loop.", options=SHORT))
     recording.executor.shutdown()
     assert threads and threading.main_thread() not in threads
+
+
+async def test_closing_a_token_generation_aborts_its_vllm_request_before_any_collection(engine):
+    # The abort must come from closing vLLM's generate() explicitly, not from the garbage
+    # collector or the loop's async-generator finalizer (which runs later, if ever).
+    import gc
+
+    tokens = engine.generator.generate(engine.prompts.build("Close me.", engine.default_voice),
+                                       SamplingOptions(max_tokens=7 * 400).resolved(engine.settings))
+    gc.disable()
+    try:
+        await tokens.__anext__()
+        assert engine.running_requests == 1
+        await tokens.aclose()
+        assert engine.running_requests == 0  # at once: no await of anything else in between
+    finally:
+        gc.enable()
+    await wait_until_idle(engine)

@@ -26,8 +26,10 @@ TONE = (np.sin(np.arange(4800) * 2 * np.pi * 440 / 24000) * 8000).astype("<i2").
 class ScriptedServer:
     """Speaks TONE for every segment; ``stale`` first replays audio of a foreign segment id."""
 
-    def __init__(self, *, stale: bool = False, error_code: str | None = None, endless: bool = False) -> None:
-        self.stale, self.error_code, self.endless = stale, error_code, endless
+    def __init__(self, *, stale: bool = False, error_code: str | None = None, endless: bool = False,
+                 error_once: bool = False) -> None:
+        self.stale, self.error_code, self.endless, self.error_once = stale, error_code, endless, error_once
+        self.errors_sent = 0
         self.messages: list[dict] = []
         self.cancelled = asyncio.Event()
         self.runner: web.AppRunner | None = None
@@ -51,6 +53,9 @@ class ScriptedServer:
             elif data["type"] == "speak" and self.error_code:
                 await ws.send_json({"type": "error", "segment_id": sid, "code": self.error_code,
                                     "message": "refused by the script"})
+                self.errors_sent += 1
+                if self.error_once:
+                    self.error_code = None
             elif data["type"] == "speak" and speaker is None:
                 speaker = asyncio.create_task(self.speak(ws, sid))
             elif data["type"] == "speak" and not data["continue"] and speaker is not None and not self.endless:
@@ -199,3 +204,25 @@ async def test_closing_a_stream_mid_speech_sends_cancel_for_its_segment():
     cancel = next(m for m in server.messages if m["type"] == "cancel")
     speak = next(m for m in server.messages if m["type"] == "speak")
     assert cancel["segment_id"] == speak["segment_id"]
+
+
+async def test_a_busy_server_raises_a_retryable_status_error():
+    async with ScriptedServer(error_code="busy") as server:
+        tts = OrpheusTTS(server_url=server.url)
+        try:
+            with pytest.raises(APIStatusError) as caught:
+                await tts.synthesize("Hello there.", conn_options=NO_RETRY).collect()
+        finally:
+            await tts.aclose()
+    assert caught.value.status_code == 429 and caught.value.retryable
+
+
+async def test_a_busy_refusal_is_retried_and_the_retry_speaks():
+    async with ScriptedServer(error_code="busy", error_once=True) as server:
+        tts = OrpheusTTS(server_url=server.url)
+        try:
+            retry = APIConnectOptions(max_retry=2, retry_interval=0.1, timeout=10)
+            frame = await tts.synthesize("Hello there.", conn_options=retry).collect()
+        finally:
+            await tts.aclose()
+    assert server.errors_sent == 1 and is_tone(pcm_of(frame))

@@ -45,3 +45,38 @@ def test_audio_budget_grows_with_text_is_whole_frames_and_capped():
     # ~0.07 s of speech per character: the budget leaves room for the whole text to be spoken
     text = "A sentence of ordinary length, spoken at an ordinary pace."
     assert audio_token_budget(text) / 82.03 > 0.07 * len(text) * 1.3
+
+
+def test_splitting_is_linear_on_text_that_makes_pysbd_super_linear():
+    # pysbd alone: 600 characters of this take ~0.5 s, 2,400 ~20 s; windows keep it linear.
+    import time
+
+    small, large = "a) b) " * 100, "a) b) " * 400
+    started = time.process_time()
+    split_sentences(small)
+    small_s = time.process_time() - started
+    started = time.process_time()
+    chunks = split_sentences(large)
+    large_s = time.process_time() - started
+    assert " ".join(chunks).split() == large.split()
+    assert large_s < 4 * small_s * 4 + 1.0, (small_s, large_s)  # 4x the text: far from pysbd's 40x
+
+
+def test_window_cuts_keep_sentences_whole():
+    text = " ".join(f"Dr. Smith met Mr. Jones at {i} p.m. on Main St. and left." for i in range(40))
+    chunks = split_sentences(text)
+    assert all(c.startswith("Dr. Smith") and c.endswith("left.") for c in chunks), chunks
+    assert len(chunks) == 40
+
+
+@pytest.mark.parametrize("text", ["Hi \ud800 there.", "\udfff", "ok \udc00\ud800"])
+def test_lone_surrogates_are_refused_with_a_reason(text):
+    with pytest.raises(TextError, match="surrogate"):
+        validate(text, max_chars=100)
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", "\u200c\u200d", "\ufeff", "\u2060\u200b\u00ad", "\u200e\u200f"])
+def test_input_of_only_zero_width_characters_is_empty(invisible):
+    with pytest.raises(TextError, match="empty"):
+        validate(invisible * 3, max_chars=100)
+    assert validate(f"hel{invisible}lo", max_chars=100) == "hello"

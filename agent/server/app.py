@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -17,6 +18,7 @@ from . import http_api, rtc, ws_api
 from .compat import chatterbox_sse, chatterbox_ws, orpheus_fastapi
 from .config import ServerSettings
 from .errors import BodySizeLimit, install_error_handlers
+from .lifecycle import ConnectionScopes, watch_engine
 from .livekit_token import livekit_token_router
 from .request_id import RequestIdMiddleware
 from .rtc import RtcListeners
@@ -66,10 +68,14 @@ def create_app(settings: ServerSettings, engine: OrpheusEngine | None = None, *,
             await loaded.warmup()
         state.engine = loaded
         state.rtc = RtcListeners(state)
+        watcher = asyncio.create_task(watch_engine(state, lambda code: state.exit_server(code)), name="engine-watch")
         log.info("ready: voices %s", ", ".join(loaded.voices))
         try:
             yield
         finally:
+            watcher.cancel()
+            with suppress(asyncio.CancelledError):
+                await watcher
             await state.rtc.aclose()
             state.engine = None
             if owned:
@@ -80,6 +86,7 @@ def create_app(settings: ServerSettings, engine: OrpheusEngine | None = None, *,
     app.state.server = state
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(ConnectionScopes, state=state)
     app.add_middleware(RequestIdMiddleware)  # added last = outermost: every response gets the id
     app.include_router(http_api.router)
     app.include_router(ws_api.router)

@@ -27,6 +27,15 @@ class ServerSettings(OrpheusSettings):
     rtc_loopback_candidates: bool = Field(
         True, description="offer 127.0.0.1 ICE candidates too (aioice skips loopback; needed on a loopback-only host)"
     )
+    stream_limit: int | None = Field(
+        None, ge=1, description="speech streams at once, all transports (default: max_streams, the engine's batch)"
+    )
+    queue_timeout_s: float = Field(
+        2.0, ge=0, le=600, description="how long a stream waits for a free slot before it is refused busy (429)"
+    )
+    drain_grace_s: float = Field(
+        10.0, ge=0, le=3600, description="on SIGTERM, how long streams in flight may run before they are ended"
+    )
     web_dir: Path = Field(WEB_DIR, description="directory of the listener page")
 
 

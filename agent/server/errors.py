@@ -15,9 +15,11 @@ from .compat import foreign
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, *, code: str = "invalid_request", param: str | None = None):
+    def __init__(self, status: int, message: str, *, code: str = "invalid_request", param: str | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.code, self.param = status, message, code, param
+        self.headers = headers
 
 
 def error_body(message: str, *, code: str, param: str | None = None, kind: str = "invalid_request_error") -> dict:
@@ -46,8 +48,10 @@ def describe_validation_error(err: dict) -> tuple[str, str | None]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        kind = "server_error" if exc.status >= 500 else "invalid_request_error"
-        return JSONResponse(error_body(exc.message, code=exc.code, param=exc.param, kind=kind), status_code=exc.status)
+        kind = ("server_error" if exc.status >= 500 else "rate_limit_error" if exc.status == 429
+                else "invalid_request_error")
+        return JSONResponse(error_body(exc.message, code=exc.code, param=exc.param, kind=kind),
+                            status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

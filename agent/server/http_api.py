@@ -1,23 +1,29 @@
 """HTTP endpoints: OpenAI-compatible speech, raw PCM stream, SSE, health, voices, metrics.
 
 Every speech response streams as audio is generated. Input is validated before the response
-starts, so bad requests get a 4xx with a reason; a client that disconnects cancels the response
-task, which closes the engine stream and aborts its vLLM request.
+starts, so bad requests get a 4xx with a reason; then the stream takes an admission slot (429 busy
+after the queue wait). A client that disconnects cancels the response task, which closes the engine
+stream and aborts its vLLM request. A stream that fails after its 200 went out is cut (no clean
+end of the chunked body), so clients see an error rather than a short file.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from .audio_formats import CHANNELS, MEDIA_TYPES, SAMPLE_RATE, make_encoder
+from .admission import Busy, Slot
+from .audio_formats import CHANNELS, MEDIA_TYPES, SAMPLE_RATE, ContainerEncoder, make_encoder
 from .errors import ApiError
+from .lifecycle import StreamAborted, connection_of
 from .request_id import request_id
 from .speech_request import SpeechRequest
 from .state import ServerState
@@ -38,15 +44,41 @@ def _state(request: Request) -> ServerState:
     return request.app.state.server
 
 
-def _start(state: ServerState, body: SpeechRequest, transport: str, request_id: str | None = None):
-    """Validate and start the stream (the one entry point every speech route, core or compat, uses)."""
-    if not state.ready:
-        raise ApiError(503, "model is still loading", code="not_ready")
+def _refuse_if_unavailable(state: ServerState) -> None:
+    if (refusal := state.refusal()) is not None:
+        raise ApiError(503, refusal[1], code=refusal[0])
+
+
+def open_stream(state: ServerState, body: SpeechRequest, transport: str, request_id: str | None = None):
+    """Validate and create the stream, not yet admitted (503 when unavailable, 400 on bad input)."""
+    _refuse_if_unavailable(state)
     try:
         return body.start(state.engine, request_id=f"{transport}-{request_id or uuid.uuid4().hex[:12]}")
     except ValueError as exc:  # TextError is a ValueError: empty/oversized input, unknown voice
         state.metrics.error(transport, "bad_request")
         raise ApiError(400, str(exc), param=_param_of(str(exc))) from None
+
+
+async def admit(state: ServerState, transport: str) -> Slot:
+    """An admission slot, after the bounded wait; 429 ``busy`` with Retry-After when none came."""
+    try:
+        return await state.admission.acquire(transport)
+    except Busy as exc:
+        state.metrics.error(transport, "busy")
+        raise ApiError(429, str(exc), code="busy", headers={"Retry-After": str(exc.retry_after_s)}) from None
+
+
+async def _start(state: ServerState, request: Request, body: SpeechRequest, transport: str):
+    """Validate, then wait for an admission slot held until the request's connection is done (the one
+    entry point of every HTTP speech route, core or compat)."""
+    stream = open_stream(state, body, transport, request_id(request))
+    slot = await admit(state, transport)
+    connection = connection_of(request.scope)
+    if connection is None:  # no ConnectionScopes middleware: nothing would release it
+        slot.release()
+        raise ApiError(500, "server misconfigured: no connection scope", code="server_error")
+    connection.hold(slot)  # released when the response is over, however it ends
+    return stream
 
 
 def _param_of(message: str) -> str | None:
@@ -56,24 +88,41 @@ def _param_of(message: str) -> str | None:
 async def encoded_chunks(state: ServerState, stream, response_format: str, transport: str) -> AsyncIterator[bytes]:
     """The stream's audio in ``response_format``, as the encoder releases it; engine faults propagate."""
     encoder = make_encoder(response_format)
+    # Compressed formats encode in a thread; the encoder closes only once no call is running in it.
+    offload = isinstance(encoder, ContainerEncoder)
+    running: asyncio.Future | None = None
+
+    async def encode(fn, *args) -> bytes:
+        nonlocal running
+        if not offload:
+            return fn(*args)
+        running = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        return await running
+
     try:
-        async for pcm in state.metrics.observe(stream, transport):
-            out = encoder.feed(pcm)
-            if out:
-                yield out
-        tail = encoder.finish()
+        async with aclosing(state.metrics.observe(stream, transport)) as chunks:
+            async for pcm in chunks:
+                out = await encode(encoder.feed, pcm)
+                if out:
+                    yield out
+        tail = await encode(encoder.finish)
         if tail:
             yield tail
     finally:
-        getattr(encoder, "close", lambda: None)()
+        close = getattr(encoder, "close", lambda: None)
+        if running is not None and not running.done():
+            running.add_done_callback(lambda _: close())
+        else:
+            close()
 
 
 async def _encoded(state: ServerState, stream, response_format: str, transport: str) -> AsyncIterator[bytes]:
     try:
         async for chunk in encoded_chunks(state, stream, response_format, transport):
             yield chunk
-    except Exception:  # mid-stream engine fault: headers are gone, so end the body and log it
-        log.exception("stream %s failed", stream.metrics.request_id)
+    except Exception as exc:  # mid-stream fault: the 200 is gone, so cut the body (clients see an error)
+        log.error("stream %s failed, cutting the response: %s", stream.metrics.request_id, exc)
+        raise StreamAborted(str(exc)) from None
 
 
 def _sse(event: str, data: dict) -> bytes:
@@ -103,7 +152,7 @@ async def _openai_sse(state: ServerState, stream, response_format: str) -> Async
 async def create_speech(body: SpeechRequest, request: Request) -> StreamingResponse:
     """OpenAI-compatible speech. `response_format`: pcm (s16le 24 kHz mono), wav, opus (Ogg), mp3, flac, aac."""
     state = _state(request)
-    stream = _start(state, body, "openai", request_id(request))
+    stream = await _start(state, request, body, "openai")
     if body.stream_format == "sse":
         return StreamingResponse(_openai_sse(state, stream, body.response_format), media_type="text/event-stream",
                                  headers=SSE_HEADERS)
@@ -120,7 +169,7 @@ async def stream_pcm(body: SpeechRequest, request: Request) -> StreamingResponse
     if "response_format" in body.model_fields_set and body.response_format != "pcm":
         raise ApiError(400, "this endpoint streams raw PCM only; use /v1/audio/speech for other formats",
                        param="response_format")
-    stream = _start(state, body, "pcm", request_id(request))
+    stream = await _start(state, request, body, "pcm")
     return StreamingResponse(_encoded(state, stream, "pcm", "pcm"),
                              media_type="audio/pcm;rate=24000;channels=1;format=s16le", headers=PCM_HEADERS)
 
@@ -130,14 +179,16 @@ async def stream_pcm(body: SpeechRequest, request: Request) -> StreamingResponse
 async def stream_sse(body: SpeechRequest, request: Request) -> StreamingResponse:
     """Server-Sent Events: `audio` {seq, audio: base64 PCM s16le 24 kHz mono}, `metrics`, `done`, `error`."""
     state = _state(request)
-    stream = _start(state, body, "sse", request_id(request))
+    stream = await _start(state, request, body, "sse")
 
     async def events() -> AsyncIterator[bytes]:
         seq = 0
         try:
-            async for pcm in state.metrics.observe(stream, "sse"):
-                yield _sse("audio", {"seq": seq, "audio": base64.b64encode(pcm).decode(), "samples": len(pcm) // 2})
-                seq += 1
+            async with aclosing(state.metrics.observe(stream, "sse")) as chunks:
+                async for pcm in chunks:
+                    yield _sse("audio", {"seq": seq, "audio": base64.b64encode(pcm).decode(),
+                                         "samples": len(pcm) // 2})
+                    seq += 1
             yield _sse("metrics", _metrics_payload(stream.metrics))
             yield _sse("done", {"chunks": seq, "request_id": stream.metrics.request_id})
         except Exception as exc:  # noqa: BLE001 - reported to the client as an event
@@ -163,24 +214,30 @@ def _metrics_payload(m) -> dict:
 
 @router.get("/health", tags=["info"])
 async def health(request: Request) -> JSONResponse:
+    """200 only when new streams are taken; 503 with status loading, draining or engine_failed."""
     state = _state(request)
+    engine = None if state.engine_failed else state.engine
     body = {
-        "status": "ok" if state.ready else "loading",
-        "model_loaded": state.ready,
+        "status": state.status,
+        "model_loaded": engine is not None,
         "model": state.settings.model,
         "demo": state.demo,  # random weights: noise, not speech
-        "active_streams": state.engine.active_streams if state.engine else 0,
-        "running_requests": state.engine.running_requests if state.engine else 0,
+        "active_streams": engine.active_streams if engine else 0,
+        "running_requests": engine.running_requests if engine else 0,
+        "max_streams": state.admission.limit,
+        "admitted_streams": state.admission.in_use,
+        "queued_streams": state.admission.queued,
         "rtc_listeners": state.rtc.listener_count if state.rtc else 0,
     }
+    if state.failure:
+        body["error"] = state.failure
     return JSONResponse(body, status_code=200 if state.ready else 503)
 
 
 @router.get("/v1/voices", tags=["info"])
 async def voices(request: Request) -> dict:
     state = _state(request)
-    if not state.ready:
-        raise ApiError(503, "model is still loading", code="not_ready")
+    _refuse_if_unavailable(state)
     catalog = state.engine.voice_catalog
     return {"voices": list(catalog.voices), "default": catalog.default, "aliases": dict(catalog.aliases)}
 

@@ -1,16 +1,57 @@
-"""``python -m agent serve [--host 127.0.0.1 --port 8000] [engine flags]``: the long-lived TTS server."""
+"""``python -m agent serve [--host 127.0.0.1 --port 8000] [engine flags]``: the long-lived TTS server.
+
+Exit status: 0 after a SIGTERM/SIGINT drain; 1 when the speech engine died (a supervisor restarts it).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import signal
 import sys
+from types import FrameType
 
 import uvicorn
 
 from tts_plugin.engine.model_source import ModelUnavailable, choose_models
 
 from .config import add_server_arguments, server_settings_from_args
+from .lifecycle import drain
+from .state import ServerState
+
+UVICORN_GRACE_S = 3  # after our own drain: bound on sockets whose peers never read the last bytes
+
+
+class OrpheusServer(uvicorn.Server):
+    """uvicorn, with a drain on the first SIGTERM/SIGINT instead of closing connections at once."""
+
+    def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
+        super().__init__(config)
+        self.state = state
+        self.exit_code = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining = False
+        state.exit_server = self.exit
+
+    async def serve(self, sockets=None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def exit(self, code: int) -> None:
+        self.exit_code = max(self.exit_code, code)
+        self.should_exit = True
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Not uvicorn's handler: it re-raises the signal after shutdown, and a re-raised SIGTERM
+        # would end the process with -15 instead of 0.
+        if self._draining or self.state.engine is None or self._loop is None:
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
+            return
+        self._draining = True
+        self._loop.call_soon_threadsafe(lambda: self._loop.create_task(drain(self.state, self.exit), name="drain"))
 
 log = logging.getLogger("orpheus.server")
 
@@ -34,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = choice.settings
     app = create_app(settings, demo=choice.demo)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
-                ws_max_size=settings.max_ws_message_bytes, ws_ping_interval=20, ws_ping_timeout=20)
-    return 0
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=args.log_level,
+                            ws_max_size=settings.max_ws_message_bytes, ws_ping_interval=20, ws_ping_timeout=20,
+                            timeout_graceful_shutdown=UVICORN_GRACE_S)
+    server = OrpheusServer(config, app.state.server)
+    server.run()
+    return server.exit_code

@@ -37,6 +37,14 @@ class ServerMetrics:
         self.cancellations = Counter("orpheus_cancellations", "Streams stopped early (cancel or disconnect)",
                                      ["transport"], registry=r)
         self.rtc_listeners = Gauge("orpheus_rtc_listeners", "Connected WebRTC listeners", registry=r)
+        # Admission control (admission.py)
+        self.stream_limit = Gauge("orpheus_stream_limit", "Speech streams admitted at once", registry=r)
+        self.streams_admitted_now = Gauge("orpheus_streams_in_progress", "Admitted speech streams holding a slot",
+                                          registry=r)
+        self.queue_depth = Gauge("orpheus_queue_depth", "Speech streams waiting for a slot", registry=r)
+        self.admitted = Counter("orpheus_streams_admitted", "Speech streams given a slot", ["transport"], registry=r)
+        self.refused = Counter("orpheus_streams_refused", "Speech streams refused busy after the wait",
+                               ["transport"], registry=r)
         active = Gauge("orpheus_active_streams", "Speech streams in progress", registry=r)
         active.set_function(lambda: engine().active_streams if engine() else 0)
         running = Gauge("orpheus_running_requests", "vLLM requests in progress", registry=r)

@@ -13,6 +13,7 @@ alive. Text to speak comes over the listener's data channel, and plays to that l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -28,6 +29,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
+from .admission import Busy
 from .audio_formats import SAMPLE_RATE
 from .errors import ApiError, describe_validation_error
 from .speech_request import SamplingFields
@@ -191,6 +193,8 @@ class Listener:
 
     # ---- speaking
     def speak(self, request: ChannelSpeak) -> None:
+        if (refusal := self.state.refusal()) is not None:
+            return self._error(*refusal)
         engine = self.state.engine
         try:
             stream = engine.synthesize(request.text, voice=request.voice, options=request.sampling(),
@@ -206,19 +210,30 @@ class Listener:
         self.track.clear()
 
     async def _play(self, stream) -> None:
+        try:
+            slot = await self.state.admission.acquire("rtc")
+        except Busy as exc:
+            return self._error("busy", str(exc))  # no start: the utterance was never admitted
+        try:
+            await self._play_admitted(stream)
+        finally:
+            slot.release()
+
+    async def _play_admitted(self, stream) -> None:
         self._send({"type": "start", "request_id": stream.metrics.request_id})
         first = True
         prebuffer_s = self.state.settings.rtc_prebuffer_ms / 1000
         if prebuffer_s > 0:
             self.track.hold()
         try:
-            async for pcm in self.state.metrics.observe(stream, "rtc"):
-                if first:
-                    first = False
-                    self._send({"type": "first_audio", "ttfb_ms": round(stream.metrics.ttfb_s * 1000, 1)})
-                self.track.push(pcm)
-                if self.track.buffered_s >= prebuffer_s:
-                    self.track.release()
+            async with contextlib.aclosing(self.state.metrics.observe(stream, "rtc")) as chunks:
+                async for pcm in chunks:
+                    if first:
+                        first = False
+                        self._send({"type": "first_audio", "ttfb_ms": round(stream.metrics.ttfb_s * 1000, 1)})
+                    self.track.push(pcm)
+                    if self.track.buffered_s >= prebuffer_s:
+                        self.track.release()
             self.track.release()
             m = stream.metrics
             self._send({"type": "metrics", "ttfb_ms": None if m.ttfb_s is None else round(m.ttfb_s * 1000, 1),
@@ -299,8 +314,9 @@ class Offer(BaseModel):
 async def rtc_offer(offer: Offer, request: Request) -> dict:
     """Answer an SDP offer (gather complete, no trickle). Open a data channel to send text."""
     state: ServerState = request.app.state.server
-    if not state.ready or state.rtc is None:
-        raise ApiError(503, "model is still loading", code="not_ready")
+    if (refusal := state.refusal()) is not None or state.rtc is None:
+        code, message = refusal or ("not_ready", "model is still loading")
+        raise ApiError(503, message, code=code)
     if "m=audio" not in offer.sdp:
         raise ApiError(400, "the offer has no audio section; add a recvonly audio transceiver", code="bad_offer")
     listener, answer = await state.rtc.connect(RTCSessionDescription(sdp=offer.sdp, type="offer"))

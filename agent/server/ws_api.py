@@ -16,11 +16,17 @@ true and ``continue: false`` (its input may be empty) closes the socket once wha
 Two tasks per connection: the reader answers control messages at once (cancel, ping) and queues
 text; the speaker works through segments in order. Binary frames between start(X) and end(X)
 belong to X. The connection survives every client error; a disconnect cancels the generation.
+
+A segment is spoken only once admitted (admission.py): ``start`` comes then, or an ``error`` with
+code ``busy`` (and nothing else for that segment) after the queue wait. On SIGTERM new segments get
+``error`` ``draining``; segments still running when the grace ends get ``error`` ``shutting_down``
+and ``end``, then the socket closes with 1012.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -35,6 +41,7 @@ from starlette.websockets import WebSocketState
 from tts_plugin.engine.generator import SamplingOptions
 from tts_plugin.engine.text import normalize, split_sentences, validate
 
+from .admission import Busy
 from .audio_formats import CHANNELS, SAMPLE_RATE
 from .errors import describe_validation_error
 from .speech_request import SamplingFields
@@ -123,6 +130,7 @@ class SpeechSocket:
         self._send_lock = asyncio.Lock()
         self._auto_ids = itertools.count(1)
         self.closing = False  # continue:false in the orpheus-streaming shape was received
+        self.shutting_down = False
 
     # ---- sending
     async def send_json(self, payload: dict) -> None:
@@ -140,13 +148,31 @@ class SpeechSocket:
     # ---- lifecycle
     async def run(self) -> None:
         speaker = asyncio.create_task(self._speaker(), name="ws-speaker")
+        self.state.sockets.add(self)
         try:
             await self._reader()
         finally:
+            self.state.sockets.discard(self)
             if self.current and self.current.task:
                 self.current.task.cancel()
             speaker.cancel()
             await asyncio.gather(speaker, return_exceptions=True)
+
+    @property
+    def has_work(self) -> bool:
+        """A segment is being spoken, waits its turn, or still receives text."""
+        return self.current is not None or bool(self.pending) or self.open_segment is not None
+
+    async def shut_down(self) -> None:
+        """Server going away: end every segment (``error`` shutting_down + ``end``), close with 1012."""
+        self.shutting_down = True
+        for seg in [s for s in (self.current, self.open_segment) if s] + list(self.pending.values()):
+            with contextlib.suppress(ClientError):
+                self._cancel(seg.id)
+        while self.current is not None or self.pending:  # the speaker sends the frames
+            await asyncio.sleep(0.02)
+        with contextlib.suppress(Exception):
+            await self.ws.close(1012, "server restarting")
 
     async def _reader(self) -> None:
         limit = self.state.settings.max_ws_message_bytes
@@ -185,8 +211,6 @@ class SpeechSocket:
 
     # ---- speak / cancel (reader side: never waits on the engine)
     def _speak(self, msg: SpeakMessage) -> None:
-        if not self.state.ready:
-            raise ClientError("not_ready", "model is still loading", msg.segment_id)
         text = msg.spoken_text
         max_chars = self.state.settings.max_input_chars
         seg = self.open_segment
@@ -230,6 +254,10 @@ class SpeechSocket:
         segment_id = msg.segment_id or f"seg-{next(self._auto_ids)}"
         if segment_id in self.pending or (self.current and self.current.id == segment_id):
             raise ClientError("bad_request", f"segment {segment_id!r} is already in progress", segment_id)
+        if self.shutting_down:
+            raise ClientError("draining", "the server is shutting down and takes no new segments", segment_id)
+        if (refusal := self.state.refusal()) is not None:
+            raise ClientError(*refusal, segment_id)
         try:
             voice = self.engine.resolve_voice(msg.voice)
             if (not msg.continue_) if whole is None else whole:
@@ -268,15 +296,23 @@ class SpeechSocket:
                 return
             self.pending.pop(seg.id, None)
             if seg.cancelled:
+                await self._send_shutting_down(seg)
                 await self.send_json({"type": "end", "segment_id": seg.id, "cancelled": True})
                 self._remember(seg.id)
                 continue
             self.current = seg
             stats = SegmentStats()
-            seg.task = asyncio.create_task(self._speak_segment(seg, stats), name=f"ws-segment-{seg.id}")
+            seg.task = asyncio.create_task(self._admitted_segment(seg, stats), name=f"ws-segment-{seg.id}")
             await asyncio.wait([seg.task])
             cancelled = seg.cancelled or seg.task.cancelled()
             exc = None if seg.task.cancelled() else seg.task.exception()
+            if isinstance(exc, Busy):  # never started: the error is the segment's only answer
+                self.current = None
+                if self.open_segment is seg:
+                    self.open_segment = None
+                self._remember(seg.id)
+                await self.send_error("busy", str(exc), seg.id)
+                continue
             if exc is not None:
                 if isinstance(exc, WebSocketDisconnect) or self.ws.client_state is WebSocketState.DISCONNECTED:
                     return  # the client went away mid-send; the reader ends the connection
@@ -284,9 +320,22 @@ class SpeechSocket:
                 await self.send_error("engine_error", str(exc), seg.id)
             if not cancelled:
                 await self.send_json(self._metrics(seg, stats))
+            await self._send_shutting_down(seg)
             self.current = None
             self._remember(seg.id)
             await self.send_json({"type": "end", "segment_id": seg.id, "cancelled": cancelled})
+
+    async def _send_shutting_down(self, seg: Segment) -> None:
+        if self.shutting_down and seg.cancelled:
+            await self.send_json({"type": "error", "segment_id": seg.id, "code": "shutting_down",
+                                  "message": "the server is shutting down; the segment was ended"})
+
+    async def _admitted_segment(self, seg: Segment, stats: SegmentStats) -> None:
+        slot = await self.state.admission.acquire("ws")  # Busy after the queue wait
+        try:
+            await self._speak_segment(seg, stats)
+        finally:
+            slot.release()
 
     async def _speak_segment(self, seg: Segment, stats: SegmentStats) -> None:
         started = max(seg.received_at, time.perf_counter())
@@ -302,7 +351,8 @@ class SpeechSocket:
                 nxt = seg.pieces.get_nowait()
                 done = nxt is None
                 buffer += nxt or ""
-            ready, buffer = _complete_sentences(buffer, final=done)
+            # pysbd in a thread: a long or pathological buffer must not hold the event loop
+            ready, buffer = await asyncio.to_thread(_complete_sentences, buffer, final=done)
             if ready:
                 await self._say(seg, " ".join(ready), stats)
             if done:
@@ -318,11 +368,12 @@ class SpeechSocket:
             await self.send_error("bad_request", str(exc), seg.id)
             return
         try:
-            async for pcm in self.state.metrics.observe(stream, "ws"):
-                if stats.first_audio_at is None:
-                    stats.first_audio_at = time.perf_counter()
-                stats.audio_samples += len(pcm) // 2
-                await self.send_audio(pcm)
+            async with contextlib.aclosing(self.state.metrics.observe(stream, "ws")) as chunks:
+                async for pcm in chunks:
+                    if stats.first_audio_at is None:
+                        stats.first_audio_at = time.perf_counter()
+                    stats.audio_samples += len(pcm) // 2
+                    await self.send_audio(pcm)
         finally:
             stats.tokens += stream.metrics.tokens
             stats.sentences += stream.metrics.sentences

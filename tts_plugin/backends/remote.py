@@ -28,12 +28,15 @@ from .sentences import SentenceBuffer
 WS_PATH = "/v1/audio/speech/stream/ws"
 SAMPLE_RATE = 24000
 
-# Server error codes -> HTTP-like status for APIStatusError (4xx: the request is at fault, never retried).
+# Server error codes -> HTTP-like status for APIStatusError (4xx: the request is at fault, never retried;
+# 429 busy, as the server's HTTP API answers it, and 503s are retried).
 _STATUS_BY_CODE = {
     "bad_request": 400, "invalid_request": 400, "invalid_text": 400, "invalid_voice": 400,
-    "unknown_voice": 400, "text_too_long": 400, "too_large": 413, "busy": 503,
-    "overloaded": 503, "not_ready": 503, "unavailable": 503,
+    "unknown_voice": 400, "text_too_long": 400, "too_large": 413, "busy": 429,
+    "overloaded": 503, "not_ready": 503, "unavailable": 503, "draining": 503, "shutting_down": 503,
+    "engine_failed": 503, "engine_error": 500,
 }
+_RETRYABLE = {"busy", "overloaded", "not_ready", "unavailable", "draining", "shutting_down", "engine_failed"}
 
 
 def ws_url(base_url: str) -> str:
@@ -192,7 +195,8 @@ class ServerBackend(SpeechBackend):
             if kind == "error" and sid in (segment_id, None):
                 code = str(event.get("code", "server_error"))
                 refused = APIStatusError(f"TTS server error ({code}): {event.get('message', '')}",
-                                         status_code=_STATUS_BY_CODE.get(code, 500), body=event)
+                                         status_code=_STATUS_BY_CODE.get(code, 500), body=event,
+                                         retryable=True if code in _RETRYABLE else None)
                 if not ours:
                     raise refused  # the segment never started: no end will follow
                 # inside the segment the server carries on (e.g. one unspeakable piece) and ends it

@@ -8,11 +8,13 @@
     stream.metrics                    # TTFB, audio seconds, tokens, invalid tokens...
 
 Closing the stream (or cancelling its consumer) aborts the vLLM request at once. Input is
-validated when ``synthesize`` is called, so callers can reject bad input before streaming.
+validated when ``synthesize`` is called, so callers can reject bad input before streaming; the
+sentence split runs in a thread when the stream starts (it must never hold the event loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -102,7 +104,7 @@ class SpeechStream:
     def __init__(self, chunks: AsyncIterator[bytes], metrics: SpeechMetrics, sentences: list[str]) -> None:
         self._chunks = chunks
         self.metrics = metrics
-        self.sentences = sentences
+        self.sentences = sentences  # filled when the stream starts (the split runs in a thread)
 
     def __aiter__(self) -> "SpeechStream":
         return self
@@ -142,10 +144,11 @@ class OrpheusEngine:
     async def start(cls, settings: OrpheusSettings | None = None) -> "OrpheusEngine":
         settings = settings or OrpheusSettings()
         profile = get_profile(settings.profile)
-        prompts = PromptBuilder.load(settings.tokenizer or settings.model, profile)
+        # Loading blocks for seconds: in threads, so a server's loop keeps answering /health.
+        prompts = await asyncio.to_thread(PromptBuilder.load, settings.tokenizer or settings.model, profile)
         dtype = torch.bfloat16 if settings.snac_dtype == "bfloat16" else torch.float32
-        codec = SnacCodec(load_snac(settings.snac_model),
-                          CodecConfig(device=resolve_device(settings.device), dtype=dtype))
+        snac = await asyncio.to_thread(load_snac, settings.snac_model)
+        codec = SnacCodec(snac, CodecConfig(device=resolve_device(settings.device), dtype=dtype))
         if settings.vllm_url:
             generator = await RemoteTokenGenerator.connect(settings)
         else:
@@ -170,14 +173,15 @@ class OrpheusEngine:
         clean = validate(text, self.settings.max_input_chars)
         voice = self.resolve_voice(voice)
         options = (options or SamplingOptions()).resolved(self.settings)
-        sentences = split_sentences(clean)
         metrics = SpeechMetrics(request_id=request_id or uuid.uuid4().hex)
-        return SpeechStream(self._speak(sentences, voice, options, metrics), metrics, sentences)
+        sentences: list[str] = []
+        return SpeechStream(self._speak(clean, sentences, voice, options, metrics), metrics, sentences)
 
-    async def _speak(self, sentences: list[str], voice: str, options: SamplingOptions,
+    async def _speak(self, text: str, sentences: list[str], voice: str, options: SamplingOptions,
                      metrics: SpeechMetrics) -> AsyncIterator[bytes]:
         self.active_streams += 1
         try:
+            sentences.extend(await asyncio.to_thread(split_sentences, text))
             for index, sentence in enumerate(sentences):
                 budget = audio_token_budget(sentence, cap=options.max_tokens)
                 sentence_options = options.model_copy(update={"max_tokens": budget})
@@ -230,13 +234,19 @@ class OrpheusEngine:
         return self.generator.running_requests
 
     @property
+    def failed(self) -> bool:
+        """The token generator can never serve again (its vLLM engine core died)."""
+        return bool(getattr(self.generator, "failed", False))
+
+    @property
     def decode_busy_s(self) -> float:
         """Wall time the SNAC decode workers have spent decoding, all streams together."""
         return (self.batcher.busy_s if self.batcher is not None else 0.0) + self.executor.busy_s
 
     async def aclose(self) -> None:
+        # Joins of worker threads and of vLLM's engine core process: off the event loop.
         if self.batcher is not None:
-            self.batcher.shutdown()
+            await asyncio.to_thread(self.batcher.shutdown)
         self.executor.shutdown()
         await self.generator.aclose()
 

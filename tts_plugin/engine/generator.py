@@ -1,14 +1,18 @@
 """Prompt ids -> generated audio token ids, through one shared vLLM ``AsyncLLM``.
 
 Each request is an async generator of token-id batches; closing it (or cancelling the task that
-iterates it) aborts the vLLM request, as ``AsyncLLM.generate`` does on GeneratorExit/CancelledError.
+iterates it) closes vLLM's ``generate()`` explicitly, which aborts the vLLM request at once (never
+left to the garbage collector). If the engine core dies, requests raise ``EngineFailure`` and
+``failed`` turns true: the engine cannot recover in this process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +22,10 @@ from .profiles import END_OF_SPEECH
 
 class GenerationError(RuntimeError):
     """The token backend failed a request (remote server down, refused or broken stream)."""
+
+
+class EngineFailure(GenerationError):
+    """The in-process vLLM engine is dead (its engine core process exited): nothing more will run."""
 
 
 class SamplingOptions(BaseModel):
@@ -90,20 +98,39 @@ class TokenGenerator:
     async def generate(self, prompt_ids: list[int], options: SamplingOptions,
                        request_id: str | None = None) -> AsyncIterator[list[int]]:
         from vllm.inputs import TokensPrompt
+        from vllm.v1.engine.exceptions import EngineDeadError
 
+        if self.failed:
+            raise EngineFailure("the speech engine has stopped (its vLLM engine core died)")
         request_id = request_id or uuid.uuid4().hex
         params = self.sampling_params(options)
-        async for output in self.llm.generate(TokensPrompt(prompt_token_ids=prompt_ids), params, request_id):
-            token_ids = list(output.outputs[0].token_ids)
-            if token_ids:
-                yield token_ids
+        try:
+            async with aclosing(self.llm.generate(TokensPrompt(prompt_token_ids=prompt_ids), params,
+                                                  request_id)) as outputs:
+                async for output in outputs:
+                    token_ids = list(output.outputs[0].token_ids)
+                    if token_ids:
+                        yield token_ids
+        except EngineDeadError as exc:
+            raise EngineFailure("the speech engine has stopped (its vLLM engine core died)") from exc
+
+    @property
+    def failed(self) -> bool:
+        """True once the engine core is dead (or the engine was shut down)."""
+        return self.llm is None or self.llm.errored
 
     @property
     def running_requests(self) -> int:
         return self.llm.output_processor.get_num_unfinished_requests()
 
     async def aclose(self) -> None:
-        self.shutdown()
+        # Stop vLLM's output handler here first (it would report the closing engine as dead), then
+        # join the engine core process in a thread, off the event loop.
+        handler = getattr(self.llm, "output_handler", None)
+        if handler is not None:
+            handler.cancel()
+            await asyncio.gather(handler, return_exceptions=True)
+        await asyncio.to_thread(self.shutdown)
 
     def shutdown(self) -> None:
         # Drop our reference too, so AsyncLLM.__del__ runs now rather than at interpreter teardown.

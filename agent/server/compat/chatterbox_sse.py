@@ -50,7 +50,7 @@ async def synthesize_stream(request: Request) -> StreamingResponse:
     fields = foreign.drop_neutral({k: v for k, v in form.items() if k != "audio_prompt"})
     body = validated(SynthesizeForm, fields)
     began = time.perf_counter()
-    stream = start(request, body.speech(), "synthesize_stream")
+    stream = await start(request, body.speech(), "synthesize_stream")
 
     async def events() -> AsyncIterator[bytes]:
         chunk_id = samples = 0

@@ -109,7 +109,7 @@ class ChatterboxSocket:
             raise ClientError("bad_request", 'stream_request needs a "data" object with at least "input"')
         body = _validated(StreamRequestData, foreign.drop_neutral(data))
         try:
-            stream = http_api._start(self.state, body.speech(), "chatterbox_ws")
+            stream = http_api.open_stream(self.state, body.speech(), "chatterbox_ws")
         except ApiError as err:
             raise ClientError(err.code, err.message) from None
         self.cancel_requested = False
@@ -118,6 +118,11 @@ class ChatterboxSocket:
     async def _stream(self, body: StreamRequestData, stream) -> None:
         began = time.perf_counter()
         chunks = samples = 0
+        try:
+            slot = await http_api.admit(self.state, "chatterbox_ws")
+        except ApiError as err:  # busy after the bounded wait
+            await self.send_json({"type": "error", "error": err.message, "code": err.code})
+            return
         try:
             voice = body.voice or self.state.engine.default_voice
             await self.send_json({"type": "info", "message": "Starting streaming generation...",
@@ -141,6 +146,8 @@ class ChatterboxSocket:
                 return
             log.exception("stream %s failed", stream.metrics.request_id)
             await self.send_json({"type": "error", "error": str(exc)})
+        finally:
+            slot.release()
 
     async def _report(self, body: StreamRequestData, metrics: dict) -> None:
         if body.print_metrics:

@@ -15,7 +15,6 @@ from tts_plugin.engine.engine import SpeechStream
 
 from .. import http_api
 from ..audio_formats import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
-from ..request_id import request_id
 from ..speech_request import SpeechRequest
 from ..state import ServerState
 
@@ -26,9 +25,10 @@ def server(request: Request) -> ServerState:
     return request.app.state.server
 
 
-def start(request: Request, speech: SpeechRequest, transport: str) -> SpeechStream:
-    """The core entry point: readiness, text and voice checks (400 with the reason), metrics label."""
-    return http_api._start(server(request), speech, transport, request_id(request))
+async def start(request: Request, speech: SpeechRequest, transport: str) -> SpeechStream:
+    """The core entry point: readiness, text and voice checks (400 with the reason), admission (429
+    busy), metrics label."""
+    return await http_api._start(server(request), request, speech, transport)
 
 
 def pcm_chunks(request: Request, stream: SpeechStream, transport: str) -> AsyncIterator[bytes]:

@@ -47,7 +47,7 @@ def _ms(seconds: float | None) -> float | None:
 
 async def _whole(request: Request, body: OrpheusFastApiRequest, transport: str) -> tuple[bytes, dict]:
     began = time.perf_counter()
-    stream = start(request, body.speech(), transport)
+    stream = await start(request, body.speech(), transport)
     pcm = b"".join([chunk async for chunk in pcm_chunks(request, stream, transport)])
     timings = {"duration_seconds": round(len(pcm) / 2 / SAMPLE_RATE, 4),
                "processing_time_ms": _ms(time.perf_counter() - began), "ttfa_ms": _ms(stream.metrics.ttfb_s)}
@@ -75,7 +75,7 @@ async def tts_stream(body: OrpheusFastApiRequest, request: Request) -> Streaming
     """SSE ``data:`` lines: ``{"chunk", "audio_base64" (PCM s16le 24 kHz), "samples", "duration_ms"[, "ttfa_ms"]}``,
     then ``{"event": "complete", "total_chunks", "total_samples", "total_duration_s", "processing_time_ms"}``."""
     began = time.perf_counter()
-    stream = start(request, body.speech(), "api_tts_stream")
+    stream = await start(request, body.speech(), "api_tts_stream")
 
     async def events() -> AsyncIterator[bytes]:
         chunks = samples = 0
