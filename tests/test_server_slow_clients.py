@@ -21,7 +21,7 @@ from tests.fixtures.secured_server import HEADER_TIMEOUT_S, MAX_QUEUED_SEGMENTS,
 
 WS_PATH = "/v1/audio/speech/stream/ws"
 LONG_TEXT = " ".join(["This sentence goes on and on " + "and on " * 30 + "until the end."] * 4)
-BOUND_S = 120  # generous: "settles, does not hang"
+BOUND_S = 240  # generous: "settles, does not hang" (generation crawls on 2 shared cores)
 
 
 def wait_for(condition, timeout_s: float = BOUND_S, what: str = "condition"):

@@ -59,8 +59,15 @@ class ServerSettings(OrpheusSettings):
     )
     http_keep_alive_s: float = Field(5.0, gt=0, le=300, description="idle keep-alive connections close after this")
     send_timeout_s: float = Field(
-        20.0, gt=0, le=600,
+        10.0, gt=0, le=600,
         description="a stream whose client reads nothing for this long is ended (HTTP) or closed slow_consumer (WebSocket)",
+    )
+    socket_send_buffer_bytes: int = Field(
+        262144, ge=0, description="socket and transport send buffers per connection: bound what a non-reading "
+                                  "client can leave queued (0: OS defaults, megabytes)"
+    )
+    ws_ping_interval_s: float = Field(
+        20.0, gt=0, description="WebSocket keepalive: ping this often, close when a pong takes as long"
     )
     ws_max_queued_segments: int = Field(16, ge=1, description="segments waiting on one WebSocket connection")
 

@@ -14,10 +14,11 @@ import uuid
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from .audio_formats import CHANNELS, MEDIA_TYPES, SAMPLE_RATE, make_encoder
 from .errors import ApiError
+from .slow_clients import ClosingStreamingResponse as StreamingResponse  # a stalled client's stream closes at once
 from .speech_request import SpeechRequest
 from .state import ServerState
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from .app import create_app
 from .config import ServerSettings, add_server_arguments, server_settings_from_args
-from .slow_clients import header_timeout_protocol
+from .slow_clients import guarded_protocol
 
 
 def is_loopback(host: str) -> bool:
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
-                http=header_timeout_protocol(settings.http_header_timeout_s),
+                http=guarded_protocol(settings.http_header_timeout_s, settings.socket_send_buffer_bytes),
                 timeout_keep_alive=settings.http_keep_alive_s,  # type: ignore[arg-type]
-                ws_max_size=settings.max_ws_message_bytes, ws_ping_interval=20, ws_ping_timeout=20)
+                ws_max_size=settings.max_ws_message_bytes, ws_ping_interval=settings.ws_ping_interval_s, ws_ping_timeout=settings.ws_ping_interval_s)
     return 0

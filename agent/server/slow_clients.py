@@ -1,6 +1,6 @@
 """Clients that are too slow to be served: they send headers forever or never read the response.
 
-* ``header_timeout_protocol``: uvicorn closes idle keep-alive connections, but a new connection
+* ``guarded_protocol``: uvicorn closes idle keep-alive connections, but a new connection
   (or a kept-alive one that started a request) may trickle its headers forever and hold a socket
   (slowloris). This protocol closes a connection whose request headers are not complete in time.
 * ``SendTimeout``: a response whose client reads nothing for ``timeout_s`` (its socket buffers are
@@ -11,8 +11,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 
+from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
@@ -51,14 +54,41 @@ class SendTimeout:
                         scope.get("method"), scope["path"], self.timeout_s)
 
 
-def header_timeout_protocol(timeout_s: float) -> type[AutoHTTPProtocol]:
-    """uvicorn's HTTP protocol, closing connections whose request headers take longer than ``timeout_s``."""
+class ClosingStreamingResponse(StreamingResponse):
+    """Closes its body iterator however streaming ends. When ``SendTimeout`` gives up on a client,
+    the iterator (holding the speech stream) sits in a reference cycle of the exception's frames:
+    without this it would stay open, generating, until the garbage collector runs."""
 
-    class HeaderTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+def guarded_protocol(header_timeout_s: float, send_buffer_bytes: int) -> type[AutoHTTPProtocol]:
+    """uvicorn's HTTP protocol, closing connections whose request headers take longer than
+    ``header_timeout_s``. With ``send_buffer_bytes`` the kernel and the transport each queue about
+    that much for a client that does not read (else kernel autotuning lets it grow to megabytes,
+    minutes of audio), so a stalled client is noticed by ``SendTimeout`` / the WebSocket's send
+    timeout after a bounded backlog."""
+
+    timeout_s = header_timeout_s
+
+    class GuardedProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         _header_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
+            sock = transport.get_extra_info("socket")
+            if send_buffer_bytes:
+                # the same transport carries the WebSocket after an upgrade: its sends wait on this too
+                transport.set_write_buffer_limits(high=send_buffer_bytes)
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
             self._arm()
 
         def data_received(self, data: bytes) -> None:
@@ -89,4 +119,4 @@ def header_timeout_protocol(timeout_s: float) -> type[AutoHTTPProtocol]:
                 log.info("closing a connection that sent no complete request headers in %.0f s", timeout_s)
                 self.transport.close()
 
-    return HeaderTimeoutProtocol
+    return GuardedProtocol

@@ -139,21 +139,21 @@ class SpeechSocket:
                 self.slow = True
                 raise SlowConsumer from None
 
+    async def send_error(self, code: str, message: str, segment_id: str | None = None) -> None:
+        self.state.metrics.error("ws", code)
+        await self.send_json({"type": "error", "segment_id": segment_id, "code": code, "message": message})
+
     async def _drop_slow_consumer(self) -> None:
-        """Queue the reason behind the backlog (sent if the client reads again), then close."""
+        """Say why and close, if the client reads again within ``send_timeout_s`` (every send waits
+        for the backlog to drain); else leave: the connection is closed without a close frame."""
         timeout_s = self.state.settings.send_timeout_s
         log.warning("WebSocket client read nothing for %.0f s; closing it", timeout_s)
         self.state.metrics.error("ws", "slow_consumer")
         reason = f"slow_consumer: the client read nothing for {timeout_s:.0f} s"
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ws.send_text(json.dumps(
-                {"type": "error", "segment_id": None, "code": "slow_consumer", "message": reason})), 0.1)
-        with contextlib.suppress(Exception):  # the close frame waits behind the backlog; websockets bounds it
-            await self.ws.close(code=1008, reason="slow_consumer")
-
-    async def send_error(self, code: str, message: str, segment_id: str | None = None) -> None:
-        self.state.metrics.error("ws", code)
-        await self.send_json({"type": "error", "segment_id": segment_id, "code": code, "message": message})
+                {"type": "error", "segment_id": None, "code": "slow_consumer", "message": reason})), timeout_s)
+            await asyncio.wait_for(self.ws.close(code=1008, reason="slow_consumer"), timeout_s)
 
     # ---- lifecycle
     async def run(self) -> None:
