@@ -7,8 +7,8 @@ Each job is an ``AgentSession`` speaking through ``OrpheusTTS``:
 
 Settings (environment): ``LIVEKIT_URL``, ``LIVEKIT_API_KEY``, ``LIVEKIT_API_SECRET`` (read by
 livekit-agents), ``ORPHEUS_SERVER_URL`` (the TTS server; unset = an engine inside each job process,
-for development only), ``ORPHEUS_AGENT_NAME`` (explicit dispatch), ``ORPHEUS_VOICE``, and the
-``ORPHEUS_AGENT_*`` fields below. Plugins are named ``module:factory`` and called without
+for development only), ``ORPHEUS_API_KEY`` (when the server has keys), ``ORPHEUS_AGENT_NAME``
+(explicit dispatch), ``ORPHEUS_VOICE``, and the ``ORPHEUS_AGENT_*`` fields below. Plugins are named ``module:factory`` and called without
 arguments, e.g. ``livekit.plugins.openai:LLM``, ``livekit.plugins.silero:VAD.load``; a plain
 model id such as ``openai/gpt-4.1-mini`` goes to LiveKit Inference as is.
 """
@@ -21,7 +21,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tts_plugin import hops
@@ -33,6 +33,7 @@ class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORPHEUS_", extra="ignore", protected_namespaces=())
 
     server_url: str | None = Field(None, description="TTS server base URL, e.g. http://127.0.0.1:8000")
+    api_key: SecretStr | None = Field(None, description="the TTS server's API key (one of its ORPHEUS_API_KEYS)")
     agent_name: str = Field("", description="register for explicit dispatch under this name")
     voice: str | None = Field(None, description="speaker (default: tara)")
     agent_greeting: str = Field("Hello! Send me a message and I will say it out loud.",
@@ -66,7 +67,8 @@ def build_tts(settings: WorkerSettings):
     if not settings.server_url:
         log.warning("ORPHEUS_SERVER_URL is not set: starting an engine inside this job process "
                     "(development only; run `python -m agent serve` and point ORPHEUS_SERVER_URL at it)")
-    return OrpheusTTS(voice=settings.voice or DEFAULT_VOICE, server_url=settings.server_url)
+    return OrpheusTTS(voice=settings.voice or DEFAULT_VOICE, server_url=settings.server_url,
+                      api_key=settings.api_key.get_secret_value() if settings.api_key else None)
 
 
 async def speak_text_message(session, event) -> None:

@@ -153,7 +153,7 @@ async def test_rtc_stop_cancels_speech_and_generation(listener, tts_server):
 
 
 async def test_rtc_data_channel_rejects_bad_messages_and_keeps_working(listener):
-    for message, code in [("{oops", "bad_json"), (json.dumps({"type": "dance"}), "unknown_type"),
+    for message, code in [("{oops", "bad_json"), ("[" * 50_000, "bad_json"), (json.dumps({"type": "dance"}), "unknown_type"),
                           (json.dumps({"type": "speak", "text": ""}), "bad_request"),
                           (json.dumps({"type": "speak", "text": "hi", "voice": "nobody"}), "bad_request"),
                           (json.dumps({"type": "speak", "text": "hi", "top_p": 3}), "bad_request")]:

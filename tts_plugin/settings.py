@@ -84,6 +84,15 @@ class OrpheusSettings(BaseSettings):
     port: int = 8000
 
 
+class ServerClientSettings(BaseSettings):
+    """How a client (the plugin, the worker) reaches a TTS server: ``ORPHEUS_SERVER_URL``, ``ORPHEUS_API_KEY``."""
+
+    model_config = SettingsConfigDict(env_prefix="ORPHEUS_", extra="ignore")
+
+    server_url: str | None = Field(None, description="TTS server base URL, e.g. http://127.0.0.1:8000")
+    api_key: SecretStr | None = Field(None, description="one of the server's ORPHEUS_API_KEYS")
+
+
 def add_settings_arguments(parser: argparse.ArgumentParser,
                            settings_cls: type[BaseSettings] = OrpheusSettings) -> None:
     """One ``--kebab-name`` flag per settings field; unset flags fall back to env/defaults."""

@@ -2,6 +2,7 @@
 
     tts = OrpheusTTS(voice="tara")                       # ORPHEUS_SERVER_URL set: the TTS server
     tts = OrpheusTTS(server_url="http://127.0.0.1:8000") # explicitly the TTS server
+    tts = OrpheusTTS(server_url=..., api_key="...")      # a server with ORPHEUS_API_KEYS (default: ORPHEUS_API_KEY)
     tts = OrpheusTTS(engine=engine)                      # an engine already running in this process
     session = AgentSession(tts=tts, ...)
 
@@ -11,7 +12,6 @@ Without a server URL the engine runs in this process (started on first use from
 
 from __future__ import annotations
 
-import os
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -29,12 +29,11 @@ from .backends.base import SpeakOptions, SpeechBackend
 from .backends.local import EngineBackend
 from .backends.remote import ServerBackend
 from .models import DEFAULT_VOICE, NUM_CHANNELS, SAMPLE_RATE, TTSVoices
+from .settings import ServerClientSettings
 
 if TYPE_CHECKING:
     from .engine.engine import OrpheusEngine
     from .settings import OrpheusSettings
-
-SERVER_URL_ENV = "ORPHEUS_SERVER_URL"
 
 
 def _checked(opts: SpeakOptions) -> SpeakOptions:
@@ -58,6 +57,7 @@ class OrpheusTTS(tts.TTS):
         max_tokens: int | None = None,
         seed: int | None = None,
         server_url: NotGivenOr[str | None] = NOT_GIVEN,
+        api_key: NotGivenOr[str | None] = NOT_GIVEN,
         engine: OrpheusEngine | None = None,
         settings: OrpheusSettings | None = None,
         http_session: aiohttp.ClientSession | None = None,
@@ -69,6 +69,8 @@ class OrpheusTTS(tts.TTS):
                 engine's defaults. ``max_tokens`` caps the audio tokens of one sentence.
             server_url: base URL of the TTS server (``http://127.0.0.1:8000``); defaults to
                 ``ORPHEUS_SERVER_URL``. None or unset: the in-process engine.
+            api_key: the server's API key (sent as ``Authorization: Bearer``); defaults to
+                ``ORPHEUS_API_KEY``.
             engine: an ``OrpheusEngine`` running in this process, shared (not closed by ``aclose``).
             settings: settings for an in-process engine this TTS starts and owns.
             http_session: aiohttp session for the server's WebSocket (default: the job's).
@@ -78,12 +80,14 @@ class OrpheusTTS(tts.TTS):
         self._opts = _checked(SpeakOptions(voice=voice, temperature=temperature, top_p=top_p,
                                            repetition_penalty=repetition_penalty, max_tokens=max_tokens,
                                            seed=seed))
-        url = server_url if is_given(server_url) else os.environ.get(SERVER_URL_ENV)
+        client = ServerClientSettings()
+        url = server_url if is_given(server_url) else client.server_url
+        key = api_key if is_given(api_key) else (client.api_key.get_secret_value() if client.api_key else None)
         self._backend: SpeechBackend
         if engine is not None:
             self._backend = EngineBackend(engine=engine)
         elif url:
-            self._backend = ServerBackend(url, http_session=http_session)
+            self._backend = ServerBackend(url, http_session=http_session, api_key=key)
         else:
             self._backend = EngineBackend(settings=settings)
         self._streams = weakref.WeakSet[SynthesizeStream]()

@@ -10,10 +10,25 @@ const ui = {
 };
 const orpheus = (window.orpheus = { pc: null, channel: null, events: [], ttfbServerMs: null, ttfbHeardMs: null });
 
+// --- API key: asked for when the server answers 401, kept for this tab only ----------------
+const KEY_STORE = "orpheus-api-key";
+
+async function apiFetch(path, init = {}) {
+  for (;;) {
+    const key = sessionStorage.getItem(KEY_STORE);
+    const headers = { ...(init.headers || {}), ...(key ? { authorization: `Bearer ${key}` } : {}) };
+    const response = await fetch(path, { ...init, headers });
+    if (response.status !== 401) return response;
+    const entered = window.prompt(key ? "That API key was refused. API key:" : "This server needs an API key:");
+    if (!entered) return response;  // cancelled: the caller shows the 401
+    sessionStorage.setItem(KEY_STORE, entered.trim());
+  }
+}
+
 // --- voices ---------------------------------------------------------------------------------
 async function loadVoices() {
-  const response = await fetch("/v1/voices");
-  if (!response.ok) throw new Error(`voices: HTTP ${response.status}`);
+  const response = await apiFetch("/v1/voices");
+  if (!response.ok) throw new Error(`voices: HTTP ${response.status}${response.status === 401 ? " (API key needed)" : ""}`);
   const { voices, default: preferred } = await response.json();
   ui.voice.replaceChildren(...voices.map((v) => new Option(v, v, v === preferred, v === preferred)));
 }
@@ -44,7 +59,7 @@ async function connect() {
 
   await pc.setLocalDescription(await pc.createOffer());
   await waitForIceGathering(pc);
-  const response = await fetch("/rtc/offer", {
+  const response = await apiFetch("/rtc/offer", {
     method: "POST", headers: { "content-type": "application/json" },
     body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type }),
   });

@@ -29,9 +29,23 @@ function showError(error) {
   if (error) log("error", { message: String(error.message || error) });
 }
 
+// The TTS server's API key: asked for when it answers 401, kept for this tab only.
+const KEY_STORE = "orpheus-api-key";
+
+async function apiFetch(path) {
+  for (;;) {
+    const key = sessionStorage.getItem(KEY_STORE);
+    const response = await fetch(path, key ? { headers: { authorization: `Bearer ${key}` } } : {});
+    if (response.status !== 401) return response;
+    const entered = window.prompt(key ? "That API key was refused. API key:" : "This server needs an API key:");
+    if (!entered) return response;
+    sessionStorage.setItem(KEY_STORE, entered.trim());
+  }
+}
+
 async function credentials(roomName) {
   if (params.get("token") && params.get("url")) return { url: params.get("url"), token: params.get("token") };
-  const response = await fetch(`/v1/livekit/token?room=${encodeURIComponent(roomName)}`);
+  const response = await apiFetch(`/v1/livekit/token?room=${encodeURIComponent(roomName)}`);
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body?.error?.message || body?.detail || `token: HTTP ${response.status}`);
   return body;

@@ -15,13 +15,15 @@ from starlette.routing import Match
 from tts_plugin.engine.engine import OrpheusEngine
 
 from . import http_api, rtc, ws_api
+from .auth import AccessGuard
 from .compat import chatterbox_sse, chatterbox_ws, orpheus_fastapi
 from .config import ServerSettings
 from .errors import BodySizeLimit, install_error_handlers
 from .lifecycle import ConnectionScopes, watch_engine
-from .livekit_token import livekit_token_router
+from .livekit_token import LiveKitTokenConfig, livekit_token_router
 from .request_id import RequestIdMiddleware
 from .rtc import RtcListeners
+from .slow_clients import SendTimeout
 from .state import ServerState
 
 log = logging.getLogger("orpheus.server")
@@ -85,13 +87,18 @@ def create_app(settings: ServerSettings, engine: OrpheusEngine | None = None, *,
                   description="Streaming Orpheus speech: OpenAI-compatible HTTP, SSE, WebSocket, WebRTC.")
     app.state.server = state
     install_error_handlers(app)
+    # outermost last: refuse strangers before reading their bodies, bodies before routing
+    app.add_middleware(SendTimeout, timeout_s=settings.send_timeout_s)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(ConnectionScopes, state=state)
-    app.add_middleware(RequestIdMiddleware)  # added last = outermost: every response gets the id
+    app.add_middleware(AccessGuard, keys=settings.api_keys, allowed_origins=settings.allowed_origins)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every response gets the id, refusals too
     app.include_router(http_api.router)
     app.include_router(ws_api.router)
     app.include_router(rtc.router)
-    app.include_router(livekit_token_router())  # GET /v1/livekit/token (listener tokens)
+    app.include_router(livekit_token_router(LiveKitTokenConfig.from_env(  # GET /v1/livekit/token (listener tokens)
+        room_pattern=settings.livekit_token_rooms, max_ttl_s=settings.livekit_token_max_ttl_s,
+        per_minute=settings.livekit_token_per_minute)))
     for adapter in (orpheus_fastapi, chatterbox_sse, chatterbox_ws):  # other servers' APIs (README)
         app.include_router(adapter.router)
     vendor = settings.web_dir / "node_modules" / "livekit-client" / "dist"

@@ -6,12 +6,17 @@ Same rule as the engine: every field reads ``ORPHEUS_<NAME>`` and has a ``--keba
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
 from tts_plugin.settings import OrpheusSettings, add_settings_arguments, settings_from_args
 
+# token characters a browser accepts in Sec-WebSocket-Protocol, and no separator of a comma list
+API_KEY_CHARS = re.compile(r"[A-Za-z0-9._~-]+")
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 
 
@@ -27,6 +32,9 @@ class ServerSettings(OrpheusSettings):
     rtc_loopback_candidates: bool = Field(
         True, description="offer 127.0.0.1 ICE candidates too (aioice skips loopback; needed on a loopback-only host)"
     )
+    rtc_connect_timeout_s: float = Field(
+        20.0, gt=0, le=600, description="a WebRTC listener that has not connected by then (ICE+DTLS) loses its slot"
+    )
     stream_limit: int | None = Field(
         None, ge=1, description="speech streams at once, all transports (default: max_streams, the engine's batch)"
     )
@@ -37,6 +45,62 @@ class ServerSettings(OrpheusSettings):
         10.0, ge=0, le=3600, description="on SIGTERM, how long streams in flight may run before they are ended"
     )
     web_dir: Path = Field(WEB_DIR, description="directory of the listener page")
+
+    # Access
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        [], description="comma-separated API keys; when set, every route but /health and the page needs one "
+                        "(Authorization: Bearer KEY)"
+    )
+    allow_no_auth: bool = Field(False, description="serve a non-loopback host without API keys (refused otherwise)")
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        [], description="comma-separated browser origins allowed on the WebSocket and /rtc/offer besides the "
+                        "server's own ('*': any)"
+    )
+    livekit_token_rooms: str = Field(
+        r"orpheus(-[A-Za-z0-9_]{1,48})?", description="regex a listener token's room must match (never call-*)"
+    )
+    livekit_token_max_ttl_s: int = Field(600, ge=10, le=3600, description="longest listener token lifetime")
+    livekit_token_per_minute: int = Field(20, ge=1, description="listener tokens one client address may get a minute")
+
+    # Slow or stalled clients
+    http_header_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="a connection must send a request's headers within this time (slowloris)"
+    )
+    http_keep_alive_s: float = Field(5.0, gt=0, le=300, description="idle keep-alive connections close after this")
+    send_timeout_s: float = Field(
+        10.0, gt=0, le=600,
+        description="a stream whose client reads nothing for this long is ended (HTTP) or closed slow_consumer (WebSocket)",
+    )
+    socket_send_buffer_bytes: int = Field(
+        262144, ge=0, description="socket and transport send buffers per connection: bound what a non-reading "
+                                  "client can leave queued (0: OS defaults, megabytes)"
+    )
+    ws_ping_interval_s: float = Field(
+        20.0, gt=0, description="WebSocket keepalive: ping this often, close when a pong takes as long"
+    )
+    ws_max_queued_segments: int = Field(16, ge=1, description="segments waiting on one WebSocket connection")
+
+    @field_validator("api_keys", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _usable_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for key in keys:  # the key itself never goes into a message
+            if len(key.get_secret_value()) < 16 or not API_KEY_CHARS.fullmatch(key.get_secret_value()):
+                raise ValueError("each API key needs 16 or more of the characters A-Z a-z 0-9 - . _ ~ "
+                                 "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        return keys
+
+    @field_validator("livekit_token_rooms")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        re.compile(pattern)
+        return pattern
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:

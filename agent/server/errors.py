@@ -5,6 +5,8 @@ FastAPI's default 422 lists pydantic internals; clients get one readable sentenc
 
 from __future__ import annotations
 
+import json
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -62,12 +64,19 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, RecursionError):  # FastAPI could not parse the body: "[[[[..."
+            return JSONResponse(error_body("malformed JSON: nested too deeply", code="bad_json"), status_code=400)
         return JSONResponse(error_body(str(exc.detail), code=f"http_{exc.status_code}"),
                             status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
+class BodyTooLarge(Exception):
+    """Raised from ``receive`` once a body passes the limit; whatever the app answers, the client gets 413."""
+
+
 class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` (413) before they are read into memory."""
+    """Refuse request bodies over ``max_bytes`` (413) before they are read into memory, whether
+    their size is declared (Content-Length) or only seen while they arrive (chunked)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -79,22 +88,38 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await self._reject(send)
         seen = 0
+        too_large = False
+        started = False
 
         async def limited_receive():
-            nonlocal seen
+            nonlocal seen, too_large
+            if too_large:
+                raise BodyTooLarge
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise ApiError(413, f"request body is larger than {self.max_bytes} bytes", code="too_large")
+                    too_large = True
+                    raise BodyTooLarge
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message):
+            nonlocal started
+            if too_large:  # the app's answer to a body it could not read (FastAPI says 400): ours instead
+                return
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except BodyTooLarge:
+            pass
+        if too_large and not started:
+            await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        import json
-
         body = json.dumps(error_body(f"request body is larger than {self.max_bytes} bytes", code="too_large")).encode()
         await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})

@@ -18,13 +18,14 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from .admission import Busy, Slot
 from .audio_formats import CHANNELS, MEDIA_TYPES, SAMPLE_RATE, ContainerEncoder, make_encoder
 from .errors import ApiError
 from .lifecycle import StreamAborted, connection_of
 from .request_id import request_id
+from .slow_clients import ClosingStreamingResponse as StreamingResponse  # a stalled client's stream closes at once
 from .speech_request import SpeechRequest
 from .state import ServerState
 

@@ -4,6 +4,12 @@ A listener may join one room, subscribe, and send text (chat text streams ride t
 it may not publish audio or video. When an agent name is configured, the token also dispatches
 that agent to the room (explicit dispatch), so opening the page brings the agent in.
 
+Scope: only rooms matching ``room_pattern`` (the page's rooms by default); phone calls' rooms
+(``call-*``) never, whatever the pattern. The server picks the identity, so nobody can take an
+existing participant's (LiveKit would disconnect that one). Lifetimes are bounded, and each client
+address gets at most ``per_minute`` tokens a minute. The route sits behind the API key like every
+other (see ``auth.py``).
+
 Reads the standard ``LIVEKIT_URL``, ``LIVEKIT_API_KEY``, ``LIVEKIT_API_SECRET`` (plus
 ``LIVEKIT_PUBLIC_URL`` when browsers reach LiveKit at another address, and ``ORPHEUS_AGENT_NAME``).
 Include it with ``app.include_router(livekit_token_router())``.
@@ -11,16 +17,24 @@ Include it with ``app.include_router(livekit_token_router())``.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import secrets
+import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
+
+from .errors import ApiError
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_TTL_S = 3600
+DEFAULT_ROOMS = r"orpheus(-[A-Za-z0-9_]{1,48})?"
+PHONE_ROOM_PREFIX = "call-"  # sip/dispatch-rule.json: one room per caller
 
 
 @dataclass(frozen=True)
@@ -30,13 +44,17 @@ class LiveKitTokenConfig:
     api_secret: str | None
     agent_name: str = ""
     default_ttl_s: int = 300
+    max_ttl_s: int = 600
+    room_pattern: str = DEFAULT_ROOMS
+    per_minute: int = 20
 
     @classmethod
-    def from_env(cls) -> "LiveKitTokenConfig":
+    def from_env(cls, **scope) -> "LiveKitTokenConfig":
+        """LiveKit's own variables (the names every LiveKit tool reads); ``scope``: the server's settings."""
         env = os.environ
         return cls(url=env.get("LIVEKIT_PUBLIC_URL") or env.get("LIVEKIT_URL"),
                    api_key=env.get("LIVEKIT_API_KEY"), api_secret=env.get("LIVEKIT_API_SECRET"),
-                   agent_name=env.get("ORPHEUS_AGENT_NAME", ""))
+                   agent_name=env.get("ORPHEUS_AGENT_NAME", ""), **scope)
 
     @property
     def configured(self) -> bool:
@@ -75,20 +93,60 @@ def mint_listener_token(config: LiveKitTokenConfig, *, room: str, identity: str,
     return token.to_jwt()
 
 
+class RateLimit:
+    """At most ``per_minute`` events per key in any 60 s window (a sliding log per client address)."""
+
+    def __init__(self, per_minute: int, window_s: float = 60.0, max_clients: int = 10_000) -> None:
+        self.per_minute, self.window_s, self.max_clients = per_minute, window_s, max_clients
+        self._events: dict[str, deque[float]] = {}
+
+    def retry_after(self, key: str) -> float | None:
+        """None: allowed (and counted); else seconds until the next one would be."""
+        now = time.monotonic()
+        events = self._events.get(key)
+        if events is None:
+            if len(self._events) >= self.max_clients:
+                self._forget_idle(now)
+            events = self._events[key] = deque()
+        while events and now - events[0] >= self.window_s:
+            events.popleft()
+        if len(events) >= self.per_minute:
+            return self.window_s - (now - events[0])
+        events.append(now)
+        return None
+
+    def _forget_idle(self, now: float) -> None:
+        for key in [k for k, ev in self._events.items() if not ev or now - ev[-1] >= self.window_s]:
+            del self._events[key]
+
+
 def livekit_token_router(config: LiveKitTokenConfig | None = None) -> APIRouter:
     config = config or LiveKitTokenConfig.from_env()
+    rooms = re.compile(config.room_pattern)
+    limit = RateLimit(config.per_minute)
     router = APIRouter(tags=["livekit"])
 
     @router.get("/v1/livekit/token", response_model=ListenerToken)
     async def listener_token(
+        request: Request,
         room: str = Query("orpheus", pattern=NAME_PATTERN, description="room to join"),
-        identity: str | None = Query(None, pattern=NAME_PATTERN, description="participant identity"),
+        identity: str | None = Query(None, description="not accepted: the server picks the identity"),
         ttl: int | None = Query(None, ge=10, le=MAX_TTL_S, description="token lifetime in seconds"),
     ) -> ListenerToken:
         if not config.configured:
             raise HTTPException(503, "LiveKit is not configured: set LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET")
-        identity = identity or f"listener-{secrets.token_hex(4)}"
-        ttl_s = ttl or config.default_ttl_s
+        if identity is not None:
+            raise ApiError(400, "identity is chosen by the server; leave it out", param="identity")
+        if room.startswith(PHONE_ROOM_PREFIX) or not rooms.fullmatch(room):
+            raise ApiError(403, f"no listener tokens for room {room!r}", code="room_not_allowed", param="room")
+        if ttl is not None and ttl > config.max_ttl_s:
+            raise ApiError(400, f"ttl: at most {config.max_ttl_s} seconds", param="ttl")
+        client = request.client.host if request.client else "unknown"
+        if (wait_s := limit.retry_after(client)) is not None:
+            raise ApiError(429, f"too many tokens from this address; retry in {math.ceil(wait_s)} s",
+                           code="rate_limited", headers={"Retry-After": str(math.ceil(wait_s))})
+        identity = f"listener-{secrets.token_hex(6)}"
+        ttl_s = min(ttl or config.default_ttl_s, config.max_ttl_s)
         token = mint_listener_token(config, room=room, identity=identity, ttl_s=ttl_s)
         return ListenerToken(url=config.url, token=token, room=room, identity=identity, expires_in=ttl_s)
 

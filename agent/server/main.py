@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import signal
 import sys
 from types import FrameType
 
 import uvicorn
+from pydantic import ValidationError
 
 from tts_plugin.engine.model_source import ModelUnavailable, choose_models
 
-from .config import add_server_arguments, server_settings_from_args
+from .config import ServerSettings, add_server_arguments, server_settings_from_args
 from .lifecycle import drain
+from .slow_clients import guarded_protocol
 from .state import ServerState
 
 UVICORN_GRACE_S = 3  # after our own drain: bound on sockets whose peers never read the last bytes
@@ -53,6 +56,24 @@ class OrpheusServer(uvicorn.Server):
         self._draining = True
         self._loop.call_soon_threadsafe(lambda: self._loop.create_task(drain(self.state, self.exit), name="drain"))
 
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def refuse_open_server(settings: ServerSettings) -> str | None:
+    """Why this configuration must not start (None: it may): no keys on a non-loopback address."""
+    if settings.api_keys or settings.allow_no_auth or is_loopback(settings.host):
+        return None
+    return (f"refusing to serve {settings.host} without API keys: anyone who reaches the port could use it. "
+            "Set ORPHEUS_API_KEYS (--api-keys), or pass --allow-no-auth if something in front authenticates.")
+
+
 log = logging.getLogger("orpheus.server")
 
 
@@ -63,7 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        choice = choose_models(server_settings_from_args(args))
+        settings = server_settings_from_args(args)
+    except ValidationError as exc:  # one line per problem; never the input (it may be a key)
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"error: invalid settings: {problems}", file=sys.stderr)
+        return 2
+    if reason := refuse_open_server(settings):
+        print(f"error: {reason}", file=sys.stderr)
+        return 2
+    try:
+        choice = choose_models(settings)
     except ModelUnavailable as exc:
         if args.log_level == "debug":
             log.exception("start-up failed")
@@ -76,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = choice.settings
     app = create_app(settings, demo=choice.demo)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=args.log_level,
-                            ws_max_size=settings.max_ws_message_bytes, ws_ping_interval=20, ws_ping_timeout=20,
+                            http=guarded_protocol(settings.http_header_timeout_s, settings.socket_send_buffer_bytes),
+                            timeout_keep_alive=settings.http_keep_alive_s, ws_max_size=settings.max_ws_message_bytes,
+                            ws_ping_interval=settings.ws_ping_interval_s, ws_ping_timeout=settings.ws_ping_interval_s,
                             timeout_graceful_shutdown=UVICORN_GRACE_S)
     server = OrpheusServer(config, app.state.server)
     server.run()

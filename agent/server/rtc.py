@@ -138,6 +138,7 @@ class Listener:
         self.speaking: asyncio.Task | None = None
         self._on_closed = on_closed
         self._closed = False
+        self._connect_deadline: asyncio.TimerHandle | None = None
 
         @self.pc.on("datachannel")
         def _on_channel(channel) -> None:
@@ -146,8 +147,25 @@ class Listener:
 
         @self.pc.on("connectionstatechange")
         async def _on_state() -> None:
+            if self.pc.connectionState == "connected":
+                self._cancel_deadline()
             if self.pc.connectionState in ("failed", "closed"):
                 await self.close()
+
+    def expire_unless_connected(self, timeout_s: float) -> None:
+        """A peer that took the answer and never connected (or left during ICE/DTLS) frees its slot."""
+        def expire() -> None:
+            if self.pc.connectionState != "connected" and not self._closed:
+                log.info("listener %s did not connect within %.0f s (%s); freeing its slot",
+                         self.id, timeout_s, self.pc.connectionState)
+                self._closing = asyncio.create_task(self.close())
+
+        self._connect_deadline = asyncio.get_running_loop().call_later(timeout_s, expire)
+
+    def _cancel_deadline(self) -> None:
+        if self._connect_deadline is not None:
+            self._connect_deadline.cancel()
+            self._connect_deadline = None
 
     async def answer(self, offer: RTCSessionDescription) -> RTCSessionDescription:
         # The transceiver exists before the offer is applied, so codec negotiation sees the
@@ -175,6 +193,8 @@ class Listener:
             data = json.loads(message)
         except json.JSONDecodeError as exc:
             return self._error("bad_json", f"malformed JSON: {exc.msg}")
+        except RecursionError:
+            return self._error("bad_json", "malformed JSON: nested too deeply")
         if not isinstance(data, dict):
             return self._error("bad_request", "each message must be a JSON object")
         kind = data.get("type")
@@ -252,6 +272,7 @@ class Listener:
         if self._closed:
             return
         self._closed = True
+        self._cancel_deadline()
         self.stop()
         self.track.stop()
         await self.pc.close()
@@ -276,10 +297,12 @@ class RtcListeners:
         self.listeners[listener.id] = listener
         self.state.metrics.rtc_listeners.set(len(self.listeners))
         try:
-            return listener, await listener.answer(offer)
+            answer = await listener.answer(offer)
         except Exception as exc:
             await listener.close()
             raise ApiError(400, f"cannot answer the offer: {exc}", code="bad_offer") from None
+        listener.expire_unless_connected(self.state.settings.rtc_connect_timeout_s)
+        return listener, answer
 
     def _forget(self, listener: Listener) -> None:
         self.listeners.pop(listener.id, None)

@@ -19,7 +19,8 @@ class SamplingFields(BaseModel):
     """Orpheus sampling options, flat in every request body (HTTP, WebSocket, data channel);
     with the OpenAI SDK send them through ``extra_body``. Ranges come from ``SamplingOptions``."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: `max_tokens: true` or `"0.5"` are mistakes, not 1 and 0.5; NaN/inf are never a setting
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     temperature: float | None = SamplingOptions.model_fields["temperature"]
     top_p: float | None = SamplingOptions.model_fields["top_p"]
@@ -37,7 +38,7 @@ class SpeechRequest(SamplingFields):
     input: str = Field(..., validation_alias=AliasChoices("input", "text"),
                        description="text to speak (emotion tags like <laugh> allowed); `text` is accepted too "
                                    "(the orpheus-streaming and Spark TTS servers' name)")
-    voice: str | None = Field(None, description="a name from GET /v1/voices; server default when unset")
+    voice: str | None = Field(None, max_length=64, description="a name from GET /v1/voices; server default when unset")
     response_format: Literal[RESPONSE_FORMATS] = Field("wav", description="pcm is s16le 24 kHz mono")  # type: ignore[valid-type]
     speed: float | None = Field(None, ge=0.25, le=4.0, description="only 1.0 is supported")
     instructions: str | None = Field(None, description="not supported: must be empty")

@@ -78,6 +78,10 @@ class CancelMessage(BaseModel):
     segment_id: str | None = None
 
 
+class SlowConsumer(Exception):
+    """The client stopped reading: sends have waited ``send_timeout_s``."""
+
+
 class ClientError(Exception):
     def __init__(self, code: str, message: str, segment_id: str | None = None) -> None:
         super().__init__(message)
@@ -128,35 +132,63 @@ class SpeechSocket:
         self.pending: dict[str, Segment] = {}  # queued, not started
         self.finished: list[str] = []
         self._send_lock = asyncio.Lock()
+        self.slow = False
         self._auto_ids = itertools.count(1)
         self.closing = False  # continue:false in the orpheus-streaming shape was received
         self.shutting_down = False
 
     # ---- sending
     async def send_json(self, payload: dict) -> None:
-        async with self._send_lock:
-            await self.ws.send_text(json.dumps(payload))
+        await self._send({"type": "websocket.send", "text": json.dumps(payload)})
 
     async def send_audio(self, pcm: bytes) -> None:
+        await self._send({"type": "websocket.send", "bytes": pcm})
+
+    async def _send(self, message: dict) -> None:
+        """A client that reads nothing for ``send_timeout_s`` (its buffers are full) is dropped."""
+        if self.slow:
+            raise SlowConsumer
         async with self._send_lock:
-            await self.ws.send_bytes(pcm)
+            try:
+                await asyncio.wait_for(self.ws.send(message), self.state.settings.send_timeout_s)
+            except TimeoutError:
+                self.slow = True
+                raise SlowConsumer from None
 
     async def send_error(self, code: str, message: str, segment_id: str | None = None) -> None:
         self.state.metrics.error("ws", code)
         await self.send_json({"type": "error", "segment_id": segment_id, "code": code, "message": message})
 
+    async def _drop_slow_consumer(self) -> None:
+        """Say why and close, if the client reads again within ``send_timeout_s`` (every send waits
+        for the backlog to drain); else leave: the connection is closed without a close frame."""
+        timeout_s = self.state.settings.send_timeout_s
+        log.warning("WebSocket client read nothing for %.0f s; closing it", timeout_s)
+        self.state.metrics.error("ws", "slow_consumer")
+        reason = f"slow_consumer: the client read nothing for {timeout_s:.0f} s"
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.send_text(json.dumps(
+                {"type": "error", "segment_id": None, "code": "slow_consumer", "message": reason})), timeout_s)
+            await asyncio.wait_for(self.ws.close(code=1008, reason="slow_consumer"), timeout_s)
+
     # ---- lifecycle
     async def run(self) -> None:
         speaker = asyncio.create_task(self._speaker(), name="ws-speaker")
+        reader = asyncio.create_task(self._reader(), name="ws-reader")
         self.state.sockets.add(self)
         try:
-            await self._reader()
+            await asyncio.wait([reader, speaker], return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.state.sockets.discard(self)
             if self.current and self.current.task:
                 self.current.task.cancel()
-            speaker.cancel()
-            await asyncio.gather(speaker, return_exceptions=True)
+            for task in (reader, speaker):
+                task.cancel()
+            results = await asyncio.gather(reader, speaker, return_exceptions=True)
+        if any(isinstance(r, SlowConsumer) for r in results):
+            await self._drop_slow_consumer()
+        elif isinstance(results[0], Exception) and not isinstance(results[0], WebSocketDisconnect):
+            raise results[0]  # a fault of ours: let it be logged
 
     @property
     def has_work(self) -> bool:
@@ -258,6 +290,10 @@ class SpeechSocket:
             raise ClientError("draining", "the server is shutting down and takes no new segments", segment_id)
         if (refusal := self.state.refusal()) is not None:
             raise ClientError(*refusal, segment_id)
+        limit = self.state.settings.ws_max_queued_segments
+        if len(self.pending) >= limit:
+            raise ClientError("too_many_segments", f"{limit} segments are already waiting on this connection; "
+                              "send more when some have ended", segment_id)
         try:
             voice = self.engine.resolve_voice(msg.voice)
             if (not msg.continue_) if whole is None else whole:
@@ -314,6 +350,8 @@ class SpeechSocket:
                 await self.send_error("busy", str(exc), seg.id)
                 continue
             if exc is not None:
+                if isinstance(exc, SlowConsumer):
+                    raise exc
                 if isinstance(exc, WebSocketDisconnect) or self.ws.client_state is WebSocketState.DISCONNECTED:
                     return  # the client went away mid-send; the reader ends the connection
                 log.error("segment %s failed", seg.id, exc_info=exc)
@@ -412,6 +450,8 @@ def _parse(text: str) -> dict:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ClientError("bad_json", f"malformed JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise ClientError("bad_json", "malformed JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ClientError("bad_request", "each message must be a JSON object")
     return data
@@ -428,5 +468,6 @@ def _validated(model: type[BaseModel], data: dict):
 
 @router.websocket("/v1/audio/speech/stream/ws")
 async def speech_socket(ws: WebSocket) -> None:
-    await ws.accept()
+    # Browsers send the API key as a subprotocol next to "orpheus" (auth.py); one must be chosen back.
+    await ws.accept(subprotocol="orpheus" if "orpheus" in ws.scope.get("subprotocols", ()) else None)
     await SpeechSocket(ws, ws.app.state.server).run()

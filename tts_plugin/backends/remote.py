@@ -32,7 +32,7 @@ SAMPLE_RATE = 24000
 # 429 busy, as the server's HTTP API answers it, and 503s are retried).
 _STATUS_BY_CODE = {
     "bad_request": 400, "invalid_request": 400, "invalid_text": 400, "invalid_voice": 400,
-    "unknown_voice": 400, "text_too_long": 400, "too_large": 413, "busy": 429,
+    "unknown_voice": 400, "text_too_long": 400, "too_large": 413, "too_many_segments": 429, "busy": 429,
     "overloaded": 503, "not_ready": 503, "unavailable": 503, "draining": 503, "shutting_down": 503,
     "engine_failed": 503, "engine_error": 500,
 }
@@ -52,8 +52,9 @@ def ws_url(base_url: str) -> str:
 
 class ServerBackend(SpeechBackend):
     def __init__(self, base_url: str, *, http_session: aiohttp.ClientSession | None = None,
-                 max_session_duration: float = 300.0) -> None:
+                 max_session_duration: float = 300.0, api_key: str | None = None) -> None:
         self._url = ws_url(base_url)
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._session = http_session
         self._owns_session = False
         self._closing: set[asyncio.Task[Any]] = set()
@@ -84,10 +85,15 @@ class ServerBackend(SpeechBackend):
     async def _connect_ws(self, timeout: float) -> aiohttp.ClientWebSocketResponse:
         try:
             return await asyncio.wait_for(
-                self._ensure_session().ws_connect(self._url, max_msg_size=0, heartbeat=30.0), timeout)
+                self._ensure_session().ws_connect(self._url, max_msg_size=0, heartbeat=30.0, headers=self._headers),
+                timeout)
         except asyncio.TimeoutError as e:
             raise APITimeoutError(f"timed out connecting to the TTS server at {self._url}") from e
         except aiohttp.WSServerHandshakeError as e:
+            if e.status == 401:  # the key is never part of the message
+                reason = "a valid API key is needed (ORPHEUS_API_KEY)" if not self._headers else "the API key was refused"
+                raise APIStatusError(f"the TTS server refused the WebSocket: {reason}",
+                                     status_code=401, retryable=False) from None
             raise APIStatusError(f"the TTS server refused the WebSocket: {e.message}",
                                  status_code=e.status) from e
         except aiohttp.ClientError as e:
