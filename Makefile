@@ -82,9 +82,18 @@ serve-tiny: setup test-model
 livekit: livekit-server
 	$(LIVEKIT) --config livekit.yaml
 
+# Phone calls, instead of `make livekit` (same ports and keys): Redis, livekit-server with
+# livekit-redis.yaml, the SIP bridge with sip/livekit-sip.yaml (SIP on 127.0.0.1:5060), then the
+# trunk of sip/inbound-trunk.json and the dispatch rule of sip/dispatch-rule.json bound to it.
+# Beside it: `make serve` (or serve-tiny) and `make agent AGENT_MODE=start`. See sip/README.md.
+phone: livekit-server livekit-sip python-deps
+	$(PY) -m agent phone
+
 # The LiveKit agent worker, speaking through the TTS server of `make serve` / `make serve-tiny`.
+# AGENT_MODE=start prewarms job processes: phone calls are answered without a cold start.
+AGENT_MODE ?= dev
 agent: setup
-	$(LK_ENV) ORPHEUS_AGENT_NAME=$(AGENT_NAME) ORPHEUS_SERVER_URL=http://127.0.0.1:8000 $(PY) -m agent dev
+	$(LK_ENV) ORPHEUS_AGENT_NAME=$(AGENT_NAME) ORPHEUS_SERVER_URL=http://127.0.0.1:8000 $(PY) -m agent $(AGENT_MODE)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

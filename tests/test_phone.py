@@ -16,13 +16,12 @@ import uuid
 from dataclasses import dataclass
 
 import httpx
-import numpy as np
 import psutil
 import pytest
 
-from livekit import api, rtc
+from livekit import api
 
-from tests.fixtures.phone import PHONE_GREETING_SENTENCES
+from tests.fixtures.phone import PHONE_GREETING_SENTENCES, CallObserver, lk_api, room_of
 from tests.fixtures.sip_caller import PHONE_RATE, speech_runs
 
 pytestmark = pytest.mark.phone
@@ -39,66 +38,6 @@ DRAIN_S = 1.0  # the agent's state runs ahead of the audio still in flight to th
 
 def new_caller() -> str:
     return "+1555" + str(uuid.uuid4().int)[:7]
-
-
-class CallObserver:
-    """A hidden participant in a call's room that counts the agent's finished utterances."""
-
-    def __init__(self) -> None:
-        self.room = rtc.Room()
-        self.utterances_done = 0
-        self.speaking = asyncio.Event()
-        self._state = ""
-        self._changed = asyncio.Event()
-        self.room.on("participant_attributes_changed", self._on_attributes)
-
-    async def join(self, server, room_name: str) -> CallObserver:
-        token = (api.AccessToken(server.api_key, server.api_secret).with_identity(f"observer-{uuid.uuid4().hex[:6]}")
-                 .with_grants(api.VideoGrants(room_join=True, room=room_name, hidden=True, can_publish=False,
-                                              can_subscribe=False)).to_jwt())
-        await self.room.connect(server.url, token)
-        for participant in self.room.remote_participants.values():  # an agent already speaking
-            if participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
-                self._on_attributes(dict(participant.attributes), participant)
-        return self
-
-    def _on_attributes(self, changed: dict[str, str], participant: rtc.Participant) -> None:
-        state = changed.get("lk.agent.state")
-        if not state:
-            return
-        if state == "speaking":
-            self.speaking.set()
-        elif self._state == "speaking":
-            self.utterances_done += 1
-            self.speaking.clear()
-        self._state = state
-        self._changed.set()
-
-    async def utterance_done(self, number: int, deadline_s: float = 180) -> None:
-        async def finished() -> None:
-            while self.utterances_done < number:
-                self._changed.clear()
-                await self._changed.wait()
-        await asyncio.wait_for(finished(), deadline_s)
-
-    async def close(self) -> None:
-        await self.room.disconnect()
-
-
-def lk_api(server) -> api.LiveKitAPI:
-    return api.LiveKitAPI(server.http_url, server.api_key, server.api_secret)
-
-
-async def room_of(server, caller: str, deadline_s: float = 30) -> str:
-    """The `call-` room the dispatch rule made for ``caller`` (individual rule: call-_<from>_<id>)."""
-    async with lk_api(server) as lk:
-        async def find() -> str:
-            while True:
-                for room in (await lk.room.list_rooms(api.ListRoomsRequest())).rooms:
-                    if room.name.startswith(f"call-_{caller}_"):
-                        return room.name
-                await asyncio.sleep(0.05)
-        return await asyncio.wait_for(find(), deadline_s)
 
 
 async def rooms_of(server, caller: str) -> list[str]:
@@ -157,6 +96,13 @@ async def place_call(sip_phone, sip_bridge, phone_line, livekit_phone_server, ca
     result = await call.wait_answered(ANSWER_BOUND_S)
     assert result.status_code == 200, result.log
     return call, room_name, observer
+
+
+@pytest.fixture
+async def idle_worker(phone_agent_worker):
+    """The phone worker with no job left from an earlier test's call."""
+    await until(lambda: phone_agent_worker.active_jobs() == 0, 60, "no job left from an earlier call")
+    return phone_agent_worker
 
 
 @dataclass
@@ -269,7 +215,8 @@ async def test_a_call_from_an_address_the_trunk_does_not_allow_is_not_answered(
 
 
 async def test_hanging_up_mid_sentence_ends_the_job_aborts_generation_and_closes_the_room(
-        sip_phone, sip_bridge, phone_line, phone_agent_worker, livekit_phone_server, tts_server):
+        sip_phone, sip_bridge, phone_line, idle_worker, livekit_phone_server, tts_server):
+    phone_agent_worker = idle_worker
     cancelled_before = cancellations(tts_server)
     call, room_name, observer = await place_call(sip_phone, sip_bridge, phone_line, livekit_phone_server)
     try:
@@ -295,7 +242,7 @@ async def _gone(server, room_name: str) -> bool:
 
 
 async def test_star_stops_the_agent_and_hash_repeats_the_last_thing_it_said(
-        sip_phone, sip_bridge, phone_line, phone_agent_worker, livekit_phone_server):
+        sip_phone, sip_bridge, phone_line, idle_worker, livekit_phone_server):
     call, room_name, observer = await place_call(sip_phone, sip_bridge, phone_line, livekit_phone_server)
     try:
         await asyncio.wait_for(observer.speaking.wait(), 120)
@@ -318,7 +265,8 @@ async def test_star_stops_the_agent_and_hash_repeats_the_last_thing_it_said(
 
 
 async def test_two_calls_at_once_each_get_their_own_room_and_job(
-        sip_phone, sip_bridge, phone_line, phone_agent_worker, livekit_phone_server):
+        sip_phone, sip_bridge, phone_line, idle_worker, livekit_phone_server):
+    phone_agent_worker = idle_worker
     first, second = new_caller(), new_caller()
     calls = [sip_phone.dial(sip_bridge.uri(phone_line.numbers[0]), caller=caller) for caller in (first, second)]
     try:
