@@ -23,10 +23,10 @@ class Keypad:
         self._tasks: set[asyncio.Task] = set()
         session.on("conversation_item_added", self._on_item_added)
 
-    def say(self, text: str):
+    def say(self, text: str, **say_kwargs):
         """``session.say``, remembering the full text (the chat item of a cut-off speech is cut too)."""
         self.last_said = text
-        return self._session.say(text)
+        return self._session.say(text, **say_kwargs)
 
     async def speak_text_message(self, session, event) -> None:
         """Text input callback without an LLM: a chat message is what to say; it cuts off the current speech."""

@@ -9,7 +9,7 @@ shipped trunk and its bound dispatch rule, and `python -m agent start`. A PJSUA2
 then hangs up. First audible audio is read off the caller's recording (10 ms frames above the
 tests' speech level), counted from the 200 OK.
 
-Baseline, same run, same server, after each call: the TTS server's own time to first audio for the
+Baseline, same run, same server, before each call: the TTS server's own time to first audio for the
 greeting over its WebSocket (what the agent's plugin waits for before anything can play), so the
 phone path's own share is the difference. Prints one JSON object. The model is random: this measures latency, not speech.
 """
@@ -103,9 +103,11 @@ async def run(args) -> dict:
         phone = await SipPhone(workdir).start()
         calls, baseline = [], []
         try:
-            for i in range(args.calls):  # interleaved, so both see the same load on the machine
-                calls.append(await one_call(phone, bridge, line, livekit))
+            # Interleaved, so both see the same load; the baseline goes first, because after a
+            # call the worker starts a fresh idle job process (seconds of CPU) to replace the used one.
+            for i in range(args.calls):
                 baseline.append(await server_ttfb(tts.ws_url, args.greeting, i))
+                calls.append(await one_call(phone, bridge, line, livekit))
         finally:
             await phone.close()
     finally:
