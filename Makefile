@@ -6,21 +6,27 @@ PY         := $(VENV)/bin/python
 PIP        := $(PY) -m pip
 LIVEKIT    := $(VENV)/bin/livekit-server
 LIVEKIT_VERSION := v1.13.5
+# LiveKit's SIP bridge, built from vendored source: the Go module proxy refuses github.com/livekit/sip.
+LIVEKIT_SIP := $(VENV)/bin/livekit-sip
+LIVEKIT_SIP_SRC := ../shared/vendor/livekit-sip-v1.11.0-src.tgz
 TEST_MODEL := .cache/tiny-orpheus
 PYTEST_ARGS ?=
 # The local keys of livekit.yaml: the server's token endpoint and the agent worker use them.
 LK_ENV     := LIVEKIT_URL=ws://127.0.0.1:7880 LIVEKIT_API_KEY=orpheus-dev LIVEKIT_API_SECRET=orpheus-local-development-secret-0123456789
 AGENT_NAME ?= orpheus
 
-.PHONY: setup system-deps python-deps web-deps livekit-server serve serve-tiny livekit agent test bench test-model clean
+.PHONY: setup system-deps python-deps web-deps livekit-server livekit-sip phone serve serve-tiny livekit agent test bench test-model clean
 
-setup: system-deps python-deps livekit-server web-deps
+setup: system-deps python-deps livekit-server livekit-sip web-deps
 
 # Debian packages: Chromium for browser tests, PortAudio for `console` mode, a C compiler for
-# the Snake kernel the SNAC decoder builds on first use.
+# the Snake kernel the SNAC decoder builds on first use; for the phone path Redis (shared by
+# livekit-server and livekit-sip) and the codec libraries livekit-sip links (cgo).
+SYSTEM_PKGS := chromium libportaudio2 gcc patch redis-server pkg-config libopus-dev libopusfile-dev libsoxr-dev
 system-deps:
-	@if ! command -v chromium >/dev/null || ! command -v cc >/dev/null || ! ldconfig -p | grep -q libportaudio.so.2; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium libportaudio2 gcc; \
+	@if ! command -v chromium >/dev/null || ! command -v cc >/dev/null || ! ldconfig -p | grep -q libportaudio.so.2 \
+		|| ! command -v redis-server >/dev/null || ! command -v patch >/dev/null || ! pkg-config --exists opus opusfile soxr 2>/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_PKGS); \
 	fi
 
 python-deps: $(VENV)/.deps-installed
@@ -43,6 +49,19 @@ $(LIVEKIT):
 	GOBIN=$(CURDIR)/.cache/go-bin go install github.com/livekit/livekit-server/cmd/server@$(LIVEKIT_VERSION)
 	ln -sf $(CURDIR)/.cache/go-bin/server $@
 
+# Built straight into the venv (no symlink into a work tree); rebuilt only when the patch changes.
+# The patch makes RTP sockets and the health/metrics servers bind `listen_ip` (upstream: all interfaces).
+livekit-sip: $(LIVEKIT_SIP)
+
+$(LIVEKIT_SIP): sip/livekit-sip-listen-ip.patch
+	@test -f $(LIVEKIT_SIP_SRC) || { echo "missing $(LIVEKIT_SIP_SRC) (the shared/ folder beside this repo)"; exit 1; }
+	@mkdir -p $(VENV)/bin
+	rm -rf .cache/livekit-sip-src && mkdir -p .cache/livekit-sip-src
+	tar xzf $(LIVEKIT_SIP_SRC) -C .cache/livekit-sip-src
+	patch -s -p1 -d .cache/livekit-sip-src < sip/livekit-sip-listen-ip.patch
+	cd .cache/livekit-sip-src/livekit-sip && go build -o $(abspath $@).tmp ./cmd/livekit-sip
+	mv $(abspath $@).tmp $@
+
 web-deps: web/node_modules/.package-lock.json
 
 web/node_modules/.package-lock.json: web/package.json web/package-lock.json
@@ -63,9 +82,18 @@ serve-tiny: setup test-model
 livekit: livekit-server
 	$(LIVEKIT) --config livekit.yaml
 
+# Phone calls, instead of `make livekit` (same ports and keys): Redis, livekit-server with
+# livekit-redis.yaml, the SIP bridge with sip/livekit-sip.yaml (SIP on 127.0.0.1:5060), then the
+# trunk of sip/inbound-trunk.json and the dispatch rule of sip/dispatch-rule.json bound to it.
+# Beside it: `make serve` (or serve-tiny) and `make agent AGENT_MODE=start`. See sip/README.md.
+phone: livekit-server livekit-sip python-deps
+	$(PY) -m agent phone
+
 # The LiveKit agent worker, speaking through the TTS server of `make serve` / `make serve-tiny`.
+# AGENT_MODE=start prewarms job processes: phone calls are answered without a cold start.
+AGENT_MODE ?= dev
 agent: setup
-	$(LK_ENV) ORPHEUS_AGENT_NAME=$(AGENT_NAME) ORPHEUS_SERVER_URL=http://127.0.0.1:8000 $(PY) -m agent dev
+	$(LK_ENV) ORPHEUS_AGENT_NAME=$(AGENT_NAME) ORPHEUS_SERVER_URL=http://127.0.0.1:8000 $(PY) -m agent $(AGENT_MODE)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,4 +1,4 @@
-"""python -m agent serve | synth | make-test-model | dev | start | console | connect"""
+"""python -m agent serve | synth | make-test-model | phone | dev | start | console | connect"""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         from .make_test_model import main as make_test_model
 
         return make_test_model(argv[1:])
+    if command == "phone":
+        from .phone import main as phone
+
+        return phone(argv[1:])
     if command in WORKER_COMMANDS:
         from .worker import main as worker
 
@@ -33,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
           "  serve            TTS server: HTTP/WebSocket API, WebRTC listener, web page\n"
           "  synth            text -> WAV file, prints latency and real-time factor\n"
           "  make-test-model  write the tiny random-weight Orpheus-layout model (tests)\n"
+          "  phone            Redis, LiveKit with Redis, the SIP bridge, the trunk and its dispatch rule\n"
           "  dev|start|console|connect  LiveKit agent worker (livekit-agents CLI)",
           file=sys.stderr)
     return 0 if command in {"-h", "--help"} else 2

@@ -4,6 +4,8 @@ Each job is an ``AgentSession`` speaking through ``OrpheusTTS``:
   * no STT/LLM configured: greets, then speaks every chat message the listener sends;
   * ``ORPHEUS_AGENT_LLM`` set: chat messages get LLM replies, spoken as the LLM streams them;
   * ``ORPHEUS_AGENT_STT`` (+ ``ORPHEUS_AGENT_VAD``) set too: a full voice agent.
+A phone caller (a SIP participant, see sip/README.md) has a keypad: ``*`` stops the agent's speech,
+``#`` repeats the last thing it said; when the caller hangs up, the call's room is deleted.
 
 Settings (environment): ``LIVEKIT_URL``, ``LIVEKIT_API_KEY``, ``LIVEKIT_API_SECRET`` (read by
 livekit-agents), ``ORPHEUS_SERVER_URL`` (the TTS server; unset = an engine inside each job process,
@@ -45,6 +47,12 @@ class WorkerSettings(BaseSettings):
     agent_vad: str | None = Field(None, description="voice activity detector: module:factory")
     agent_max_jobs: int = Field(8, ge=1, description="concurrent rooms this worker takes (its load = jobs / this)")
     agent_trace_hops: bool = Field(False, description="log a wall-clock mark at each hop of an utterance (bench/latency.py)")
+    agent_turn_detection: str | None = Field(
+        None, description="stt, vad, manual, realtime_llm or module:factory of a turn detector model; "
+        "default: vad with STT and VAD, stt with STT only, else manual (nothing is looked up)")
+    agent_http_host: str = Field("127.0.0.1", description="address of the worker's health endpoint")
+    agent_http_port: int | None = Field(
+        None, ge=0, description="port of the worker's health endpoint (default: 8081 in start mode, any in dev mode)")
 
 
 def load_component(spec: str | None) -> Any:
@@ -60,6 +68,16 @@ def load_component(spec: str | None) -> Any:
     return target()
 
 
+def turn_detection(settings: WorkerSettings, stt, vad):
+    """Always explicit: livekit-agents' default turn detector is a LiveKit Cloud service in dev
+    mode (a DNS lookup of its host at session start) and a 244 MB local model otherwise."""
+    if settings.agent_turn_detection:
+        return load_component(settings.agent_turn_detection)
+    if stt is not None:
+        return "vad" if vad is not None else "stt"
+    return "manual"
+
+
 def build_tts(settings: WorkerSettings):
     from tts_plugin import OrpheusTTS
     from tts_plugin.models import DEFAULT_VOICE
@@ -71,20 +89,12 @@ def build_tts(settings: WorkerSettings):
                       api_key=settings.api_key.get_secret_value() if settings.api_key else None)
 
 
-async def speak_text_message(session, event) -> None:
-    """Without an LLM, a chat message is what to say: cut off the current speech, say it."""
-    text = event.text.strip()
-    if not text:
-        return
-    hops.mark("text_received")
-    await session.interrupt(force=True)
-    hops.mark("say")
-    session.say(text)
-
-
 async def entrypoint(ctx) -> None:
+    from livekit import rtc
     from livekit.agents import Agent, AgentSession
     from livekit.agents.voice.room_io import RoomOptions, TextInputOptions
+
+    from .keypad import Keypad
 
     settings = WorkerSettings()
     if settings.agent_trace_hops:
@@ -101,17 +111,27 @@ async def entrypoint(ctx) -> None:
                      load_component(settings.agent_vad))
 
     session_kwargs = {k: v for k, v in dict(stt=stt, llm=llm, vad=vad).items() if v is not None}
-    session = AgentSession(tts=tts, **session_kwargs)
-    text_input = TextInputOptions() if llm is not None else TextInputOptions(text_input_cb=speak_text_message)
-    room_options = RoomOptions(text_input=text_input, audio_input=stt is not None)
+    session = AgentSession(tts=tts, turn_handling={"turn_detection": turn_detection(settings, stt, vad)},
+                           **session_kwargs)
+    keypad = Keypad(session)
     ctx.add_shutdown_callback(tts.aclose)
 
+    # The room's first participant is the one the agent talks to. A phone call's room is that
+    # call's alone: when the caller hangs up, the room goes too (and with it this job).
+    caller = await ctx.wait_for_participant()
+    phone_call = caller.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP
+    if phone_call:
+        ctx.room.on("sip_dtmf_received", keypad.on_dtmf)
+    text_input = TextInputOptions() if llm is not None else TextInputOptions(text_input_cb=keypad.speak_text_message)
+    room_options = RoomOptions(text_input=text_input, audio_input=stt is not None,
+                               participant_identity=caller.identity, delete_room_on_close=phone_call)
     await session.start(agent=Agent(instructions=settings.agent_instructions), room=ctx.room,
                         room_options=room_options)
-    log.info("agent in room %s (stt=%s, llm=%s)", ctx.room.name, bool(stt), bool(llm))
+    log.info("agent in room %s with %s (phone=%s, stt=%s, llm=%s)", ctx.room.name, caller.identity,
+             phone_call, bool(stt), bool(llm))
     hops.mark("session_started", ctx.room.name)
     if greeting is not None:
-        session.say(settings.agent_greeting, audio=frames_of(greeting))
+        keypad.say(settings.agent_greeting, audio=frames_of(greeting))
 
 
 async def frames_of(stream) -> AsyncIterator:
@@ -125,10 +145,11 @@ def build_server():
     from livekit.agents import AgentServer
 
     settings = WorkerSettings()
+    http_port = {} if settings.agent_http_port is None else {"port": settings.agent_http_port}
     # Load = share of job slots in use, not CPU: on one host the CPU is the TTS engine's, and
     # livekit-server stops dispatching to a worker that reports itself loaded.
     server = AgentServer(load_fnc=lambda srv: len(srv.active_jobs) / settings.agent_max_jobs,
-                         load_threshold=1.0)
+                         load_threshold=1.0, host=settings.agent_http_host, **http_port)
     # agent_name set: jobs come only by explicit dispatch (token room config, dispatch API, SIP rule).
     server.rtc_session(entrypoint, agent_name=settings.agent_name)
     return server

@@ -2,4 +2,4 @@
 
 pytest_plugins = ["tests.fixtures.models", "tests.fixtures.engine", "tests.fixtures.server",
                   "tests.fixtures.livekit", "tests.fixtures.vllm_server",
-                  "tests.fixtures.secured_server"]
+                  "tests.fixtures.secured_server", "tests.fixtures.phone"]

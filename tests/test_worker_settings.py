@@ -26,3 +26,13 @@ def test_worker_settings_read_the_orpheus_prefix(monkeypatch):
     settings = WorkerSettings()
     assert (settings.agent_llm, settings.agent_name, settings.server_url) == (
         "livekit.plugins.openai:LLM", "orpheus", "http://127.0.0.1:8000")
+
+
+def test_turn_detection_is_always_explicit_so_nothing_is_looked_up():
+    from agent.worker import turn_detection
+
+    settings = WorkerSettings()
+    assert turn_detection(settings, stt=None, vad=None) == "manual"  # greeting + chat + keypad only
+    assert turn_detection(settings, stt="an-stt", vad=None) == "stt"
+    assert turn_detection(settings, stt="an-stt", vad="a-vad") == "vad"
+    assert turn_detection(WorkerSettings(agent_turn_detection="realtime_llm"), None, None) == "realtime_llm"
