@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "browser" / "listener_page.mjs"
 CHROMIUM = Path("/usr/bin/chromium")
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(
     not (shutil.which("node") and CHROMIUM.exists() and (ROOT / "web" / "node_modules" / "playwright-core").is_dir()),
     reason="needs node, /usr/bin/chromium and web/node_modules (npm install in web/)",
-)
+)]
 
 
 @pytest.fixture(scope="module")

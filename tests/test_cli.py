@@ -4,9 +4,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import soundfile
 
 from tests.fixtures.models import ROOT
+
+pytestmark = pytest.mark.engine
 
 
 def run_agent(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

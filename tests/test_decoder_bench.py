@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+pytestmark = pytest.mark.engine
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"compute_ratio", "snr_db", "baseline_snr_db", "early_snr_db", "realtime_streams",

@@ -23,6 +23,8 @@ from tts_plugin.engine.prompt import PromptBuilder
 from .fixtures.models import ROOT
 from .fixtures.processes import LoggedProcess, free_port, stop_process
 
+pytestmark = pytest.mark.server
+
 DEFAULT_MODEL = "canopylabs/orpheus-3b-0.1-ft"
 SMALL_ENGINE = ["--kv-cache-gib", "0.25", "--max-model-len", "2048", "--temperature", "0", "--max-tokens", "14"]
 

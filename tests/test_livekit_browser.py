@@ -15,6 +15,8 @@ import pytest
 
 from agent.server.livekit_token import LiveKitTokenConfig, mint_listener_token
 
+pytestmark = pytest.mark.browser
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "browser" / "livekit_room.mjs"
 

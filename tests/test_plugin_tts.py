@@ -20,6 +20,8 @@ from livekit.agents.metrics import TTSMetrics
 
 from tts_plugin import OrpheusTTS
 
+pytestmark = pytest.mark.server
+
 MAX_TOKENS = 56  # the server fixture's default cap; the in-process TTS sets the same
 SENTENCE_SAMPLES = MAX_TOKENS // 7 * 2048
 NO_RETRY = APIConnectOptions(max_retry=0, timeout=60)

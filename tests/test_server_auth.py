@@ -21,6 +21,8 @@ from tests.fixtures.processes import free_port
 from tests.fixtures.secured_server import ALLOWED_ORIGIN, API_KEYS, TOKENS_PER_MINUTE
 from tts_plugin import OrpheusTTS
 
+pytestmark = pytest.mark.server
+
 WS_PATH = "/v1/audio/speech/stream/ws"
 
 

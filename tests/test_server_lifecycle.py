@@ -19,6 +19,8 @@ import websockets
 
 from tests.fixtures.server import FRAME_SAMPLES, start_tts_server
 
+pytestmark = pytest.mark.server
+
 PCM = "/v1/audio/speech/stream"
 WS_PATH = "/v1/audio/speech/stream/ws"
 # Texts whose greedy generations are known to run to max_tokens (no early end-of-speech).

@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 from pydantic import ValidationError
@@ -21,7 +22,9 @@ from tts_plugin.engine.model_source import ModelUnavailable, choose_models
 from .config import ServerSettings, add_server_arguments, server_settings_from_args
 from .lifecycle import drain
 from .slow_clients import guarded_protocol
-from .state import ServerState
+
+if TYPE_CHECKING:  # the state imports the engine (vLLM, torch): not before the models are known to load
+    from .state import ServerState
 
 UVICORN_GRACE_S = 3  # after our own drain: bound on sockets whose peers never read the last bytes
 

@@ -11,7 +11,10 @@ from collections.abc import AsyncIterator, Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from tts_plugin.engine.engine import OrpheusEngine, SpeechStream
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: the engine module imports vLLM
+    from tts_plugin.engine.engine import OrpheusEngine, SpeechStream
 
 TTFB_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
