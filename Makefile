@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 LK_ENV     := LIVEKIT_URL=ws://127.0.0.1:7880 LIVEKIT_API_KEY=orpheus-dev LIVEKIT_API_SECRET=orpheus-local-development-secret-0123456789
 AGENT_NAME ?= orpheus
 
-.PHONY: setup system-deps python-deps web-deps livekit-server livekit-sip phone serve serve-tiny livekit agent test bench test-model clean
+.PHONY: test-unit setup system-deps python-deps web-deps livekit-server livekit-sip phone serve serve-tiny livekit agent test bench test-model clean
 
 setup: system-deps python-deps livekit-server livekit-sip web-deps
 
@@ -96,7 +96,12 @@ agent: setup
 	$(LK_ENV) ORPHEUS_AGENT_NAME=$(AGENT_NAME) ORPHEUS_SERVER_URL=http://127.0.0.1:8000 $(PY) -m agent $(AGENT_MODE)
 
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast tier (no process, no model): seconds. Other tiers: engine, server, livekit, browser, phone.
+test-unit: python-deps
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 bench: setup test-model
 	$(PY) bench/decoder.py

@@ -211,7 +211,7 @@ def stream_realtime(result: dict, buffer_s: float) -> bool:
 async def realtime_trial(make_decoder, streams: int, frames_per_stream: int, rng: np.random.Generator) -> list[dict]:
     t0 = time.perf_counter() + 0.05
     tasks = []
-    for i in range(streams):
+    for _ in range(streams):
         push, flush = make_decoder()
         phase = float(rng.uniform(0, START_SPREAD_S))
         tasks.append(paced_stream(push, flush, random_frames(rng, frames_per_stream), phase, t0))

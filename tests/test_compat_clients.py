@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import soundfile
 import websockets
-
 from livekit.agents import APIConnectOptions
 
 from tests.fixtures.server import DEFAULT_MAX_TOKENS, FRAME_SAMPLES

@@ -14,7 +14,6 @@ import uuid
 
 import numpy as np
 import pytest
-
 from livekit import api, rtc
 
 from agent.server.livekit_token import LiveKitTokenConfig, mint_listener_token

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import jwt
 import httpx
+import jwt
 from fastapi import FastAPI
-
 from livekit import api
 
 from agent.server.errors import install_error_handlers

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import httpx
 import psutil
 import pytest
-
 from livekit import api
 
 from tests.fixtures.phone import PHONE_GREETING_SENTENCES, CallObserver, lk_api, room_of
@@ -65,7 +64,7 @@ async def until(condition, deadline_s: float, what: str, interval_s: float = 0.1
             await asyncio.sleep(interval_s)
     try:
         return await asyncio.wait_for(poll(), deadline_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise AssertionError(f"not within {deadline_s} s: {what}") from None
 
 

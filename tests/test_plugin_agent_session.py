@@ -10,7 +10,6 @@ import asyncio
 import time
 
 import numpy as np
-
 from livekit import rtc
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, Agent, AgentSession, llm
 from livekit.agents.voice import io
@@ -49,7 +48,7 @@ class ScriptedStream(llm.LLMStream):
         try:
             await asyncio.wait_for(script.heard.wait(), 120)
             script.waited_for_audio = True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             script.waited_for_audio = False
         for token in REST:
             send(token)

@@ -14,7 +14,6 @@ import re
 import httpx
 import numpy as np
 import pytest
-
 from livekit.agents import APIConnectOptions
 from livekit.agents.metrics import TTSMetrics
 

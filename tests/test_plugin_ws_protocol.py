@@ -14,7 +14,6 @@ import socket
 import numpy as np
 import pytest
 from aiohttp import WSMsgType, web
-
 from livekit.agents import APIConnectionError, APIConnectOptions, APIStatusError
 
 from tts_plugin import OrpheusTTS
@@ -77,7 +76,7 @@ class ScriptedServer:
             await asyncio.sleep(0.05)
             await ws.send_bytes(TONE)
 
-    async def __aenter__(self) -> "ScriptedServer":
+    async def __aenter__(self) -> ScriptedServer:
         app = web.Application()
         app.router.add_get("/v1/audio/speech/stream/ws", self.handle)
         self.runner = web.AppRunner(app)

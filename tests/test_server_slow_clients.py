@@ -14,8 +14,8 @@ import pytest
 import websockets
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from agent.server.main import is_loopback, refuse_open_server
 from agent.server.config import ServerSettings
+from agent.server.main import is_loopback, refuse_open_server
 from agent.server.rtc import _offer_loopback_candidates
 from tests.fixtures.secured_server import HEADER_TIMEOUT_S, MAX_QUEUED_SEGMENTS, RTC_MAX_LISTENERS
 

@@ -29,7 +29,7 @@ _EXPORTS = {
     "TTSTags": ".models",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = ["OrpheusTTS", "ChunkedStream", "SynthesizeStream", "TTSVoices", "TTSModels", "TTSTags", "__version__"]
 
 _registered = False
 

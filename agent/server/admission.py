@@ -26,7 +26,7 @@ class Busy(Exception):
 class Slot:
     """One admitted stream; ``release()`` is idempotent."""
 
-    def __init__(self, admission: "Admission") -> None:
+    def __init__(self, admission: Admission) -> None:
         self._admission: Admission | None = admission
 
     def release(self) -> None:

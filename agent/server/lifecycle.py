@@ -61,7 +61,7 @@ def connection_of(scope: Scope) -> Connection | None:
 
 
 class ConnectionScopes:
-    def __init__(self, app: ASGIApp, state: "ServerState") -> None:
+    def __init__(self, app: ASGIApp, state: ServerState) -> None:
         self.app, self.state = app, state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -79,7 +79,7 @@ class ConnectionScopes:
             connection.release_all()
 
 
-async def drain(state: "ServerState", exit_server: Callable[[int], None]) -> None:
+async def drain(state: ServerState, exit_server: Callable[[int], None]) -> None:
     grace = state.settings.drain_grace_s
     state.draining = True
     loop = asyncio.get_running_loop()
@@ -95,11 +95,11 @@ async def drain(state: "ServerState", exit_server: Callable[[int], None]) -> Non
     exit_server(0)
 
 
-def _in_flight(state: "ServerState") -> bool:
+def _in_flight(state: ServerState) -> bool:
     return bool(state.admission.in_use or state.admission.queued or any(s.has_work for s in state.sockets))
 
 
-async def _end_everything(state: "ServerState") -> None:
+async def _end_everything(state: ServerState) -> None:
     ending: list[Awaitable] = [socket.shut_down() for socket in list(state.sockets)]
     if state.rtc is not None:
         ending.append(state.rtc.aclose())
@@ -116,7 +116,7 @@ async def _end_everything(state: "ServerState") -> None:
         await asyncio.sleep(0.05)
 
 
-async def watch_engine(state: "ServerState", exit_server: Callable[[int], None]) -> None:
+async def watch_engine(state: ServerState, exit_server: Callable[[int], None]) -> None:
     """Poll the engine; on death mark the server failed (health 503, requests refused) and exit 1."""
     while True:
         engine = state.engine

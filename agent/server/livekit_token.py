@@ -49,7 +49,7 @@ class LiveKitTokenConfig:
     per_minute: int = 20
 
     @classmethod
-    def from_env(cls, **scope) -> "LiveKitTokenConfig":
+    def from_env(cls, **scope) -> LiveKitTokenConfig:
         """LiveKit's own variables (the names every LiveKit tool reads); ``scope``: the server's settings."""
         env = os.environ
         return cls(url=env.get("LIVEKIT_PUBLIC_URL") or env.get("LIVEKIT_URL"),

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: the engine module imports vLLM
     from tts_plugin.engine.engine import OrpheusEngine, SpeechStream

@@ -28,7 +28,6 @@ from aiortc.mediastreams import MediaStreamError
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-
 from .admission import Busy
 from .audio_formats import SAMPLE_RATE
 from .errors import ApiError, describe_validation_error

@@ -15,6 +15,7 @@ from tts_plugin.engine.generator import SamplingOptions
 
 from .audio_formats import RESPONSE_FORMATS
 
+
 class SamplingFields(BaseModel):
     """Orpheus sampling options, flat in every request body (HTTP, WebSocket, data channel);
     with the OpenAI SDK send them through ``extra_body``. Ranges come from ``SamplingOptions``."""

@@ -28,12 +28,12 @@ def _cannot_exit(code: int) -> None:
 class ServerState:
     settings: ServerSettings
     engine: OrpheusEngine | None = None
-    rtc: "RtcListeners | None" = None
+    rtc: RtcListeners | None = None
     demo: bool = False  # the random-weight demo model: its audio is noise
     metrics: ServerMetrics = field(init=False)
     admission: Admission = field(init=False)
-    connections: "set[Connection]" = field(default_factory=set)
-    sockets: "set[SpeechSocket]" = field(default_factory=set)
+    connections: set[Connection] = field(default_factory=set)
+    sockets: set[SpeechSocket] = field(default_factory=set)
     draining: bool = False
     failure: str | None = None  # set when the engine died: the server is on its way out
     exit_server: Callable[[int], None] = _cannot_exit  # set by main: stop serving, exit with this code

@@ -17,7 +17,6 @@ from contextlib import suppress
 from typing import Any
 
 import aiohttp
-
 from livekit.agents import APIConnectionError, APIConnectOptions, APIStatusError, APITimeoutError, utils
 
 from .. import hops
@@ -87,7 +86,7 @@ class ServerBackend(SpeechBackend):
             return await asyncio.wait_for(
                 self._ensure_session().ws_connect(self._url, max_msg_size=0, heartbeat=30.0, headers=self._headers),
                 timeout)
-        except asyncio.TimeoutError as e:
+        except TimeoutError as e:
             raise APITimeoutError(f"timed out connecting to the TTS server at {self._url}") from e
         except aiohttp.WSServerHandshakeError as e:
             if e.status == 401:  # the key is never part of the message
@@ -183,7 +182,7 @@ class ServerBackend(SpeechBackend):
         while True:
             try:
                 msg = await ws.receive(timeout=timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if input_done.is_set():
                     raise APITimeoutError(f"the TTS server sent nothing for {timeout:.0f} s") from None
                 continue  # still waiting for the LLM's text: silence is expected

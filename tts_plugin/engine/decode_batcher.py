@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Request:
-    stream: "BatchedStreamDecoder"
+    stream: BatchedStreamDecoder
     frames: np.ndarray | None  # None = flush
     future: Future
     urgent: bool = False  # before the stream's first audio: never held for batching
@@ -55,10 +55,10 @@ class DecodeBatcher:
         self._thread.start()
 
     @classmethod
-    def for_codec(cls, codec: SnacCodec, **kwargs) -> "DecodeBatcher":
+    def for_codec(cls, codec: SnacCodec, **kwargs) -> DecodeBatcher:
         return cls(IncrementalSnac(codec), **kwargs)
 
-    def open_stream(self, start_frame: int = 0) -> "BatchedStreamDecoder":
+    def open_stream(self, start_frame: int = 0) -> BatchedStreamDecoder:
         with self._cond:
             self._open_streams += 1
         return BatchedStreamDecoder(self, IncrementalDecoder(self.snac, first_audio_frames=self.first_audio_frames,
@@ -73,7 +73,7 @@ class DecodeBatcher:
             self._open_streams -= 1
             self._cond.notify()
 
-    def submit(self, stream: "BatchedStreamDecoder", frames: np.ndarray | None) -> Future:
+    def submit(self, stream: BatchedStreamDecoder, frames: np.ndarray | None) -> Future:
         future: Future = Future()
         with self._cond:
             if self._closed:
@@ -222,7 +222,7 @@ class DecodePool:
         self.batchers = [DecodeBatcher(snac, threads=threads, **batcher_kwargs) for _ in range(workers)]
 
     @classmethod
-    def for_codec(cls, codec: SnacCodec, **kwargs) -> "DecodePool":
+    def for_codec(cls, codec: SnacCodec, **kwargs) -> DecodePool:
         return cls(IncrementalSnac(codec), **kwargs)
 
     def open_stream(self, start_frame: int = 0) -> BatchedStreamDecoder:

@@ -106,7 +106,7 @@ class SpeechStream:
         self.metrics = metrics
         self.sentences = sentences  # filled when the stream starts (the split runs in a thread)
 
-    def __aiter__(self) -> "SpeechStream":
+    def __aiter__(self) -> SpeechStream:
         return self
 
     async def __anext__(self) -> bytes:
@@ -141,7 +141,7 @@ class OrpheusEngine:
         self.active_streams = 0
 
     @classmethod
-    async def start(cls, settings: OrpheusSettings | None = None) -> "OrpheusEngine":
+    async def start(cls, settings: OrpheusSettings | None = None) -> OrpheusEngine:
         settings = settings or OrpheusSettings()
         profile = get_profile(settings.profile)
         # Loading blocks for seconds: in threads, so a server's loop keeps answering /health.

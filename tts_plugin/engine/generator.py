@@ -39,7 +39,7 @@ class SamplingOptions(BaseModel):
     max_tokens: int | None = Field(None, ge=7, le=65536, description="cap on audio tokens per sentence")
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
 
-    def resolved(self, settings: OrpheusSettings) -> "SamplingOptions":
+    def resolved(self, settings: OrpheusSettings) -> SamplingOptions:
         defaults = {k: getattr(settings, k) for k in SamplingOptions.model_fields}
         return SamplingOptions(**{**defaults, **self.model_dump(exclude_none=True)})
 
@@ -50,16 +50,15 @@ class TokenGenerator:
         self.constrain_tokens = constrain_tokens
 
     @classmethod
-    def start(cls, settings: OrpheusSettings) -> "TokenGenerator":
+    def start(cls, settings: OrpheusSettings) -> TokenGenerator:
         """Build the AsyncLLM from settings (CPU: explicit KV cache size, eager mode)."""
         # vLLM reads this flag from the environment only.
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if settings.engine_multiprocessing else "0"
+        import torch
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
         from .logits import QUALNAME
-
-        import torch
 
         on_gpu = torch.cuda.is_available()
         args = AsyncEngineArgs(

@@ -28,7 +28,7 @@ class PromptBuilder:
         self.profile = profile
 
     @classmethod
-    def load(cls, name: str, profile: ModelProfile) -> "PromptBuilder":
+    def load(cls, name: str, profile: ModelProfile) -> PromptBuilder:
         from transformers import AutoTokenizer
 
         return cls(AutoTokenizer.from_pretrained(name), profile)

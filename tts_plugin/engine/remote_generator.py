@@ -43,7 +43,7 @@ class RemoteTokenGenerator:
         self._running = 0
 
     @classmethod
-    async def connect(cls, settings: OrpheusSettings) -> "RemoteTokenGenerator":
+    async def connect(cls, settings: OrpheusSettings) -> RemoteTokenGenerator:
         """Wait (up to ``vllm_wait_s``) for the server to be up, check that it serves the model."""
         api_key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
         generator = cls(settings.vllm_url, settings.vllm_model or settings.model, api_key=api_key,

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .frames import frames_to_snac_codes
-from .snake_kernel import Snake
 from .snac_codec import FRAME_SAMPLES, HOP, LATENTS_PER_FRAME, NOISE_TABLE_LEN, PositionalNoise, SnacCodec
+from .snake_kernel import Snake
 
 
 @dataclass
@@ -44,7 +44,7 @@ class StreamState:
     latents_in: int = 0  # latents fed so far, including end-of-stream padding
     end_latent: int | None = None  # real latents of the stream, once it has ended
 
-    def fork(self, *, end_latent: int | None) -> "StreamState":
+    def fork(self, *, end_latent: int | None) -> StreamState:
         return StreamState(list(self.history), self.start_latent, self.latents_in, end_latent)
 
 

@@ -18,7 +18,7 @@ class VoiceCatalog:
 
     @classmethod
     def for_profile(cls, profile: ModelProfile, *, default: str | None = None,
-                    aliases: Mapping[str, str] | None = None) -> "VoiceCatalog":
+                    aliases: Mapping[str, str] | None = None) -> VoiceCatalog:
         """``aliases`` None keeps the profile's own; an alias must name one of the profile's voices."""
         aliases = dict(profile.voice_aliases if aliases is None else aliases)
         for alias, voice in aliases.items():
