@@ -15,6 +15,8 @@ from pydantic_settings import NoDecode
 
 from tts_plugin.settings import OrpheusSettings, add_settings_arguments, settings_from_args
 
+from .livekit_token import DEFAULT_ROOMS
+
 # token characters a browser accepts in Sec-WebSocket-Protocol, and no separator of a comma list
 API_KEY_CHARS = re.compile(r"[A-Za-z0-9._~-]+")
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
@@ -57,7 +59,7 @@ class ServerSettings(OrpheusSettings):
                         "server's own ('*': any)"
     )
     livekit_token_rooms: str = Field(
-        r"orpheus(-[A-Za-z0-9_]{1,48})?", description="regex a listener token's room must match (never call-*)"
+        DEFAULT_ROOMS, description="regex a listener token's room must match (never call-*)"
     )
     livekit_token_max_ttl_s: int = Field(600, ge=10, le=3600, description="longest listener token lifetime")
     livekit_token_per_minute: int = Field(20, ge=1, description="listener tokens one client address may get a minute")
