@@ -219,14 +219,13 @@ async def test_hanging_up_mid_sentence_ends_the_job_aborts_generation_and_closes
     phone_agent_worker = idle_worker
     cancelled_before = cancellations(tts_server)
     call, room_name, observer = await place_call(sip_phone, sip_bridge, phone_line, livekit_phone_server)
-    try:
-        await asyncio.wait_for(observer.speaking.wait(), 120)
-        busy = await until(lambda: (h := tts_server.health())["active_streams"] >= 1 and h, 60,
-                           "the greeting still being generated while the agent speaks", 0.02)
-    finally:
-        await observer.close()
+    await observer.close()
+    # The greeting (three sentences) is generated for a second or more even on a fast machine:
+    # hang up as soon as the server is generating it, whether or not its audio has started.
+    busy = await until(lambda: (h := tts_server.health())["active_streams"] >= 1 and h, 60,
+                       "the greeting being generated", 0.02)
+    call.hang_up()
     assert phone_agent_worker.active_jobs() == 1
-    call.hang_up()  # mid-greeting: the engine is still generating it
     await call.wait_ended(30)
     idle = await until(lambda: (h := tts_server.health())["active_streams"] == 0 and h["running_requests"] == 0 and h,
                        60, "the TTS server back to no stream and no vLLM request")
