@@ -214,7 +214,7 @@ async def test_a_call_from_an_address_the_trunk_does_not_allow_is_not_answered(
     assert closed["result"] == "client_error", closed
 
 
-async def test_hanging_up_mid_sentence_ends_the_job_aborts_generation_and_closes_the_room(
+async def test_hanging_up_during_the_greeting_ends_the_job_aborts_its_generation_and_closes_the_room(
         sip_phone, sip_bridge, phone_line, idle_worker, livekit_phone_server, tts_server):
     phone_agent_worker = idle_worker
     cancelled_before = cancellations(tts_server)
