@@ -32,8 +32,15 @@ import websockets
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fixtures.phone import (CallObserver, provision_phone_line, room_of, start_livekit_phone_server,  # noqa: E402
-                                  start_phone_worker, start_redis, start_sip_bridge)
+from tests.fixtures.phone import (  # noqa: E402
+    CallObserver,
+    provision_phone_line,
+    room_of,
+    start_livekit_phone_server,
+    start_phone_worker,
+    start_redis,
+    start_sip_bridge,
+)
 from tests.fixtures.processes import stop_process  # noqa: E402
 from tests.fixtures.server import start_tts_server  # noqa: E402
 from tests.fixtures.sip_caller import SipPhone, speech_runs  # noqa: E402

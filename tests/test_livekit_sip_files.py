@@ -6,9 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-
 from google.protobuf import json_format
-
 from livekit.protocol import sip
 
 SIP_DIR = Path(__file__).resolve().parents[1] / "sip"

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import httpx
 import psutil
 import pytest
-
 from livekit import api
 
 from tests.fixtures.phone import PHONE_GREETING_SENTENCES, CallObserver, lk_api, room_of
@@ -65,7 +64,7 @@ async def until(condition, deadline_s: float, what: str, interval_s: float = 0.1
             await asyncio.sleep(interval_s)
     try:
         return await asyncio.wait_for(poll(), deadline_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise AssertionError(f"not within {deadline_s} s: {what}") from None
 
 
@@ -289,10 +288,9 @@ async def test_two_calls_at_once_each_get_their_own_room_and_job(
 async def test_an_unbound_rule_would_let_a_wrong_number_and_a_disallowed_address_in(sip_phone, tmp_path):
     """The control for the two tests above: the same calls against a rule created as the file
     says (no trunk ids) get a call room on a stack of their own, so binding is what refuses them."""
-    from tests.fixtures.phone import (RULE_FILE, TRUNK_FILE, start_livekit_phone_server, start_redis,
-                                      start_sip_bridge)
-    from tests.fixtures.processes import stop_process
     from agent.phone import load_dispatch_rule_request, load_trunk_request
+    from tests.fixtures.phone import RULE_FILE, TRUNK_FILE, start_livekit_phone_server, start_redis, start_sip_bridge
+    from tests.fixtures.processes import stop_process
 
     started = []
     try:
