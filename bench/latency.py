@@ -14,7 +14,9 @@ Hops come from the worker's log (`tts_plugin/hops.py`: one `hop <name> <key> <un
 taken with `time.time()` in the job process; everything runs on this machine, so all clocks are one):
 text_received (worker got the chat) -> say (after interrupting) -> stream_opened (plugin stream) ->
 first_text_sent (to the TTS server) -> first_audio_received (the server's first audio, over loopback)
--> first_push (to livekit-agents' emitter) -> first_capture (the room's AudioSource) -> heard.
+-> first_push (to livekit-agents' emitter) -> first_capture (the room's AudioSource) -> heard. The
+same chat rounds from headless Chromium on web/livekit.html (heard = the agent track's
+`totalAudioEnergy` rising in `getStats`, Date.now() in the page), unless --no-chromium.
 Baselines in the same run: the TTS server's own first audio (a WebSocket client, request -> first
 byte), the embedded WebRTC path (aiortc listener, data-channel speak -> first audible frame), and with
 ``--baseline-ref`` the same rounds through a worker running an older commit's code (a git worktree;
@@ -35,6 +37,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlencode
 
 import numpy as np
 
@@ -229,6 +232,29 @@ def chat_summary(chats: list[dict]) -> dict:
     return out
 
 
+async def chromium_rounds(livekit, server, worker, rounds: int) -> list[dict]:
+    """web/livekit.html in headless Chromium: chat sent -> the agent track's audio energy rises."""
+    import shutil
+
+    if not (shutil.which("node") and Path("/usr/bin/chromium").exists()):
+        return []
+    room = f"lat-{uuid.uuid4().hex[:8]}"
+    page = f"{server.base_url}/livekit.html?{urlencode({'url': livekit.url, 'token': token(livekit, room), 'autojoin': '1'})}"
+    done = await asyncio.to_thread(subprocess.run, ["node", str(ROOT / "bench" / "browser" / "livekit_heard.mjs"),
+                                                     page, str(rounds), CHAT],
+                                   cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if not result.get("ok"):
+        raise RuntimeError(f"Chromium run failed: {result.get('error')}")
+    chats = []
+    for r in result["rounds"]:
+        if r["heard"] is None:
+            continue
+        sent, heard = r["sent"] / 1000, r["heard"] / 1000
+        chats.append({"sent": sent, "heard": heard, **hops_between(worker.log_path, sent, heard)})
+    return chats
+
+
 async def measure_worker(livekit, server, log_dir: Path, mode: str, tree: Path, args) -> dict:
     log_dir.mkdir()
     worker = start_agent_worker(livekit, server.base_url, log_dir, mode=mode, agent_name=AGENT, greeting=GREETING,
@@ -236,12 +262,14 @@ async def measure_worker(livekit, server, log_dir: Path, mode: str, tree: Path, 
     try:
         await asyncio.sleep(3.0)  # start mode: let it prewarm its idle job processes
         rounds = await livekit_rounds(livekit, worker, args.join_rounds, args.rounds)
+        browser = await chromium_rounds(livekit, server, worker, args.rounds) if args.chromium else []
     finally:
         stop_process(worker.process, 20)
     return {
         "join_to_greeting_heard": percentiles([j["join_to_heard"] for j in rounds["joins"]]),
         **{f"join_to_{hop}": percentiles([j[hop] for j in rounds["joins"] if hop in j]) for hop in JOIN_HOPS},
         **chat_summary(rounds["chats"]),
+        "chromium": chat_summary(browser) if browser else None,
     }
 
 
@@ -251,6 +279,8 @@ async def main() -> None:
     parser.add_argument("--join-rounds", type=int, default=3, help="rooms joined per mode (greeting latency)")
     parser.add_argument("--modes", default="dev,start")
     parser.add_argument("--baseline-ref", help="git revision whose worker runs the same rounds (before/after)")
+    parser.add_argument("--no-chromium", dest="chromium", action="store_false",
+                        help="skip the Chromium listener (web/livekit.html)")
     args = parser.parse_args()
     result: dict = {"rounds": args.rounds, "join_rounds": args.join_rounds}
     with tempfile.TemporaryDirectory(prefix="latency-") as tmp:
@@ -260,6 +290,7 @@ async def main() -> None:
         livekit, livekit_proc = start_livekit_server(work / "lk")
         server = start_tts_server(work / "server", "--rtc-prebuffer-ms", "0")
         try:
+            await server_first_audio(server.ws_url, 2)  # warm-up: the first requests after start are slow
             direct = await server_first_audio(server.ws_url, args.rounds)
             result["server_first_audio"] = percentiles(direct)
             embedded = await embedded_webrtc(server.base_url, args.rounds)
