@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -32,6 +33,7 @@ PCM_HEADERS = {
     "X-Sample-Format": "s16le",
 }
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_KEEPALIVE_S = 1.0
 
 
 def _state(request: Request) -> ServerState:
@@ -54,13 +56,12 @@ def _param_of(message: str) -> str | None:
 
 
 async def encoded_chunks(state: ServerState, stream, response_format: str, transport: str) -> AsyncIterator[bytes]:
-    """The stream's audio in ``response_format``, as the encoder releases it; engine faults propagate."""
+    """The stream's audio in ``response_format``, as the encoder releases it (b"" for a chunk it holds
+    back: FLAC until the end, codec frames still filling); engine faults propagate."""
     encoder = make_encoder(response_format)
     try:
         async for pcm in state.metrics.observe(stream, transport):
-            out = encoder.feed(pcm)
-            if out:
-                yield out
+            yield encoder.feed(pcm)
         tail = encoder.finish()
         if tail:
             yield tail
@@ -71,7 +72,8 @@ async def encoded_chunks(state: ServerState, stream, response_format: str, trans
 async def _encoded(state: ServerState, stream, response_format: str, transport: str) -> AsyncIterator[bytes]:
     try:
         async for chunk in encoded_chunks(state, stream, response_format, transport):
-            yield chunk
+            if chunk:
+                yield chunk
     except Exception:  # mid-stream engine fault: headers are gone, so end the body and log it
         log.exception("stream %s failed", stream.metrics.request_id)
 
@@ -85,10 +87,18 @@ async def _openai_sse(state: ServerState, stream, response_format: str) -> Async
 
     As OpenAI does, the deltas are pieces of one stream in the requested ``response_format``
     (LiveKit's OpenAI plugin feeds them to a decoder of that format); concatenated they are the file."""
+    quiet_since = time.monotonic()
     try:
         async for chunk in encoded_chunks(state, stream, response_format, "openai_sse"):
-            delta = {"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()}
-            yield f"data: {json.dumps(delta)}\n\n".encode()
+            if chunk:
+                delta = {"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()}
+                yield f"data: {json.dumps(delta)}\n\n".encode()
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= SSE_KEEPALIVE_S:
+                # The encoder holds audio back (FLAC until the end): an SSE comment keeps clients'
+                # read timeouts (30 s in LiveKit's plugin) from firing during a long generation.
+                yield b": generating\n\n"
+                quiet_since = time.monotonic()
         done = {"type": "speech.audio.done", "usage": {"input_tokens": 0, "output_tokens": stream.metrics.tokens,
                                                         "total_tokens": stream.metrics.tokens}}
         yield f"data: {json.dumps(done)}\n\n".encode()
