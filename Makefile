@@ -17,11 +17,10 @@ AGENT_NAME ?= orpheus
 setup: system-deps python-deps livekit-server web-deps
 
 # Debian packages: Chromium for browser tests, PortAudio for `console` mode, a C compiler for
-# the Snake kernel the SNAC decoder builds on first use, curl for the seed READMEs' requests.
+# the Snake kernel the SNAC decoder builds on first use.
 system-deps:
-	@if ! command -v chromium >/dev/null || ! command -v cc >/dev/null || ! ldconfig -p | grep -q libportaudio.so.2 \
-		|| ! command -v curl >/dev/null; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium libportaudio2 gcc curl; \
+	@if ! command -v chromium >/dev/null || ! command -v cc >/dev/null || ! ldconfig -p | grep -q libportaudio.so.2; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium libportaudio2 gcc; \
 	fi
 
 python-deps: $(VENV)/.deps-installed

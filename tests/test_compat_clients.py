@@ -9,6 +9,7 @@ import asyncio
 import base64
 import io
 import json
+import re
 
 import av
 import httpx
@@ -71,6 +72,26 @@ def test_openai_sse_deltas_concatenate_to_a_file_of_the_requested_format(tts_ser
     assert len(deltas) == len(events) - 1
     audio = b"".join(base64.b64decode(e["audio"]) for e in deltas)
     assert_one_sentence(decoded_duration(audio, response_format), samples=SHORT_SAMPLES)
+
+
+def sse_cancellations(base_url: str) -> float:
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    match = re.search(r'^orpheus_cancellations_total\{transport="openai_sse"\} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_openai_sse_sends_keepalives_while_flac_is_held_and_a_disconnect_stops_generation(tts_server):
+    long_sentence = "This sentence goes on and on " + "and on " * 30 + "until the end."  # ~2400 tokens
+    before = sse_cancellations(tts_server.base_url)
+    with httpx.stream("POST", f"{tts_server.base_url}/v1/audio/speech", timeout=300,
+                      json={"input": long_sentence, "max_tokens": 7000, "stream_format": "sse",
+                            "response_format": "flac"}) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith(":")  # FLAC is held to the end: a comment keeps the client reading
+        assert tts_server.health()["active_streams"] >= 1
+    health = tts_server.wait_idle()
+    assert health["active_streams"] == 0 and health["running_requests"] == 0
+    assert sse_cancellations(tts_server.base_url) == before + 1
 
 
 async def speak_with_livekit_openai_plugin(base_url: str, text: str, **options) -> tuple[np.ndarray, set]:

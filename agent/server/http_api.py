@@ -7,10 +7,10 @@ task, which closes the engine stream and aborts its vLLM request.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -56,12 +56,13 @@ def _param_of(message: str) -> str | None:
 
 
 async def encoded_chunks(state: ServerState, stream, response_format: str, transport: str) -> AsyncIterator[bytes]:
-    """The stream's audio in ``response_format``, as the encoder releases it (b"" for a chunk it holds
-    back: FLAC until the end, codec frames still filling); engine faults propagate."""
+    """The stream's audio in ``response_format``, as the encoder releases it; engine faults propagate."""
     encoder = make_encoder(response_format)
     try:
         async for pcm in state.metrics.observe(stream, transport):
-            yield encoder.feed(pcm)
+            out = encoder.feed(pcm)
+            if out:
+                yield out
         tail = encoder.finish()
         if tail:
             yield tail
@@ -72,8 +73,7 @@ async def encoded_chunks(state: ServerState, stream, response_format: str, trans
 async def _encoded(state: ServerState, stream, response_format: str, transport: str) -> AsyncIterator[bytes]:
     try:
         async for chunk in encoded_chunks(state, stream, response_format, transport):
-            if chunk:
-                yield chunk
+            yield chunk
     except Exception:  # mid-stream engine fault: headers are gone, so end the body and log it
         log.exception("stream %s failed", stream.metrics.request_id)
 
@@ -87,24 +87,40 @@ async def _openai_sse(state: ServerState, stream, response_format: str) -> Async
 
     As OpenAI does, the deltas are pieces of one stream in the requested ``response_format``
     (LiveKit's OpenAI plugin feeds them to a decoder of that format); concatenated they are the file."""
-    quiet_since = time.monotonic()
     try:
         async for chunk in encoded_chunks(state, stream, response_format, "openai_sse"):
-            if chunk:
-                delta = {"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()}
-                yield f"data: {json.dumps(delta)}\n\n".encode()
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since >= SSE_KEEPALIVE_S:
-                # The encoder holds audio back (FLAC until the end): an SSE comment keeps clients'
-                # read timeouts (30 s in LiveKit's plugin) from firing during a long generation.
-                yield b": generating\n\n"
-                quiet_since = time.monotonic()
+            delta = {"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()}
+            yield f"data: {json.dumps(delta)}\n\n".encode()
         done = {"type": "speech.audio.done", "usage": {"input_tokens": 0, "output_tokens": stream.metrics.tokens,
                                                         "total_tokens": stream.metrics.tokens}}
         yield f"data: {json.dumps(done)}\n\n".encode()
     except Exception as exc:  # noqa: BLE001
         log.exception("stream %s failed", stream.metrics.request_id)
         yield f"data: {json.dumps({'type': 'error', 'error': {'message': str(exc)}})}\n\n".encode()
+
+
+async def _with_keepalive(events: AsyncIterator[bytes], every_s: float = SSE_KEEPALIVE_S) -> AsyncIterator[bytes]:
+    """``events``, plus an SSE comment whenever ``every_s`` passes without one: the FLAC encoder holds
+    all audio to the end, and clients' read timeouts (30 s in LiveKit's OpenAI plugin) must not fire."""
+    pending: asyncio.Future | None = None
+    try:
+        while True:
+            pending = pending or asyncio.ensure_future(events.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=every_s)
+            if not done:
+                yield b": generating\n\n"
+                continue
+            finished, pending = pending, None
+            try:
+                event = finished.result()
+            except StopAsyncIteration:
+                return
+            yield event
+    finally:
+        if pending is not None:  # the client left: stop the generation where it waits
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+        await events.aclose()
 
 
 @router.post("/v1/audio/speech", tags=["speech"],
@@ -114,8 +130,8 @@ async def create_speech(body: SpeechRequest, request: Request) -> StreamingRespo
     state = _state(request)
     stream = _start(state, body, "openai", request_id(request))
     if body.stream_format == "sse":
-        return StreamingResponse(_openai_sse(state, stream, body.response_format), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
+        return StreamingResponse(_with_keepalive(_openai_sse(state, stream, body.response_format)),
+                                 media_type="text/event-stream", headers=SSE_HEADERS)
     headers = PCM_HEADERS if body.response_format == "pcm" else {}
     return StreamingResponse(_encoded(state, stream, body.response_format, "openai"),
                              media_type=MEDIA_TYPES[body.response_format], headers=headers)
