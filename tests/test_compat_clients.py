@@ -9,6 +9,7 @@ import asyncio
 import base64
 import io
 import json
+import re
 
 import av
 import httpx
@@ -21,7 +22,6 @@ from livekit.agents import APIConnectOptions
 from tests.fixtures.server import DEFAULT_MAX_TOKENS, FRAME_SAMPLES
 
 SENTENCE_SAMPLES = DEFAULT_MAX_TOKENS // 7 * FRAME_SAMPLES  # greedy tiny model: every sentence hits its cap
-SENTENCE_S = SENTENCE_SAMPLES / 24000
 NO_RETRY = APIConnectOptions(max_retry=0, timeout=60)
 FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 CLOSE_BOUND_S = 120  # "closes, not hangs": generous on 2 shared cores
@@ -39,37 +39,58 @@ def decoded_duration(data: bytes, response_format: str) -> float:
     return len(audio) / rate
 
 
-def assert_one_sentence(duration: float, short_by_s: float = 0.01) -> None:
+def assert_one_sentence(duration: float, short_by_s: float = 0.01, samples: int = SENTENCE_SAMPLES) -> None:
     # Codecs pad to whole frames (and MP3 adds encoder delay): equal to within a few codec frames.
-    assert SENTENCE_S - short_by_s <= duration <= SENTENCE_S + 0.15, duration
+    assert samples / 24000 - short_by_s <= duration <= samples / 24000 + 0.15, duration
+
+
+SHORT_TOKENS = 28  # 4 frames: enough for every codec, half the generation on 2 shared cores
+SHORT_SAMPLES = SHORT_TOKENS // 7 * FRAME_SAMPLES
 
 
 @pytest.mark.parametrize("response_format", FORMATS)
 def test_every_response_format_decodes_to_the_generated_duration(tts_server, response_format):
     response = httpx.post(f"{tts_server.base_url}/v1/audio/speech", timeout=300,
-                          json={"input": "Hi there.", "voice": "tara", "response_format": response_format})
+                          json={"input": "Hi there.", "voice": "tara", "response_format": response_format,
+                                "max_tokens": SHORT_TOKENS})
     assert response.status_code == 200
-    assert_one_sentence(decoded_duration(response.content, response_format))
-
-
-def test_streamed_flac_header_states_the_real_length(tts_server):
-    response = httpx.post(f"{tts_server.base_url}/v1/audio/speech", timeout=300,
-                          json={"input": "Hi there.", "voice": "tara", "response_format": "flac"})
-    info = soundfile.info(io.BytesIO(response.content))
-    assert info.frames == SENTENCE_SAMPLES  # STREAMINFO total samples, not 0
+    assert_one_sentence(decoded_duration(response.content, response_format), samples=SHORT_SAMPLES)
+    if response_format == "flac":  # its header states the real length (STREAMINFO total samples, not 0)
+        assert soundfile.info(io.BytesIO(response.content)).frames == SHORT_SAMPLES
 
 
 @pytest.mark.parametrize("response_format", FORMATS)
 def test_openai_sse_deltas_concatenate_to_a_file_of_the_requested_format(tts_server, response_format):
     with httpx.stream("POST", f"{tts_server.base_url}/v1/audio/speech", timeout=300,
                       json={"input": "Hi there.", "voice": "tara", "stream_format": "sse",
-                            "response_format": response_format}) as response:
+                            "response_format": response_format, "max_tokens": SHORT_TOKENS}) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
     assert events[-1]["type"] == "speech.audio.done"
     deltas = [e for e in events[:-1] if e["type"] == "speech.audio.delta"]
     assert len(deltas) == len(events) - 1
-    assert_one_sentence(decoded_duration(b"".join(base64.b64decode(e["audio"]) for e in deltas), response_format))
+    audio = b"".join(base64.b64decode(e["audio"]) for e in deltas)
+    assert_one_sentence(decoded_duration(audio, response_format), samples=SHORT_SAMPLES)
+
+
+def sse_cancellations(base_url: str) -> float:
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    match = re.search(r'^orpheus_cancellations_total\{transport="openai_sse"\} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_openai_sse_sends_keepalives_while_flac_is_held_and_a_disconnect_stops_generation(tts_server):
+    long_sentence = "This sentence goes on and on " + "and on " * 30 + "until the end."  # ~2400 tokens
+    before = sse_cancellations(tts_server.base_url)
+    with httpx.stream("POST", f"{tts_server.base_url}/v1/audio/speech", timeout=300,
+                      json={"input": long_sentence, "max_tokens": 7000, "stream_format": "sse",
+                            "response_format": "flac"}) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith(":")  # FLAC is held to the end: a comment keeps the client reading
+        assert tts_server.health()["active_streams"] >= 1
+    health = tts_server.wait_idle()
+    assert health["active_streams"] == 0 and health["running_requests"] == 0
+    assert sse_cancellations(tts_server.base_url) == before + 1
 
 
 async def speak_with_livekit_openai_plugin(base_url: str, text: str, **options) -> tuple[np.ndarray, set]:
@@ -168,7 +189,8 @@ def test_every_http_response_carries_a_distinct_request_id(tts_server):
     responses = [
         httpx.get(f"{base}/health"),
         httpx.get(f"{base}/v1/voices"),
-        httpx.post(f"{base}/v1/audio/speech", json={"input": "Hi.", "response_format": "pcm"}, timeout=300),
+        httpx.post(f"{base}/v1/audio/speech", json={"input": "Hi.", "response_format": "pcm", "max_tokens": 7},
+                   timeout=300),
         httpx.post(f"{base}/v1/audio/speech", json={"input": ""}),  # 400
         httpx.post(f"{base}/v1/audio/speech", content=b"x" * (2 << 20)),  # 413 from the body-size guard
         httpx.get(f"{base}/no/such/path"),  # 404
@@ -186,7 +208,7 @@ async def test_openai_sdk_sees_the_request_id(tts_server):
     openai = pytest.importorskip("openai")
     client = openai.AsyncOpenAI(base_url=f"{tts_server.base_url}/v1", api_key="not-needed")
     async with client.audio.speech.with_streaming_response.create(
-        model="orpheus", voice="tara", input="Hi.", response_format="pcm") as response:
+        model="orpheus", voice="tara", input="Hi.", response_format="pcm", extra_body={"max_tokens": 7}) as response:
         assert response.request_id and response.request_id.startswith("req_")
         await response.read()
     with pytest.raises(openai.BadRequestError) as rejected:

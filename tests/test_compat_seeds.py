@@ -4,7 +4,9 @@ checked. Only the URL changes, and a voice the README names that Orpheus lacks (
 ``luganda_female``, Chatterbox's ``alloy``) is first shown to be refused with a clear reason.
 
 The READMEs sample (temperature 0.3-0.8): the tiny random model may then end a sentence early, so
-lengths are checked as whole frames up to the per-sentence cap, not exactly.
+lengths are checked as whole frames up to the per-sentence cap, not exactly. Verbatim but for one
+value: the READMEs' generous caps (``max_tokens: 512``, ``max_new_tokens: 4096``) are lowered to the
+fixture's 56, since the random model always talks to the cap and 2 shared cores pay for every frame.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ async def test_seed000_websocket_text_message_gets_start_audio_end_and_socket_st
 def test_seed001_curl_api_tts_returns_base64_wav_and_timings(tts_server):
     body = json.loads(curl("-X", "POST", f"{tts_server.base_url}/api/tts", "-H", "Content-Type: application/json",
                            "-d", '{"text": "Hello world", "voice": "tara", "temperature": 0.3, '
-                                 '"max_tokens": 512, "stream": false}').stdout)
+                                 '"max_tokens": 56, "stream": false}').stdout)
     assert set(body) == {"audio_base64", "duration_seconds", "sample_rate", "processing_time_ms", "ttfa_ms"}
     assert body["sample_rate"] == 24000
     assert wav_duration(base64.b64decode(body["audio_base64"])) == pytest.approx(body["duration_seconds"], abs=1e-3)
@@ -112,7 +114,7 @@ def test_seed001_curl_api_tts_wav_file_and_timing_headers(tts_server, tmp_path):
 async def test_seed001_python_aiohttp_sse_client(tts_server):
     # The README's stream_tts(), with scipy's wavfile.write replaced by keeping the array.
     async with aiohttp.ClientSession() as session:
-        payload = {"text": "Hello, this is a test!", "voice": "tara", "temperature": 0.3, "max_tokens": 512}
+        payload = {"text": "Hello, this is a test!", "voice": "tara", "temperature": 0.3, "max_tokens": 56}
         async with session.post(f"{tts_server.base_url}/api/tts/stream", json=payload) as response:
             all_audio, complete, first = [], None, None
             async for line in response.content:
@@ -128,7 +130,7 @@ async def test_seed001_python_aiohttp_sse_client(tts_server):
                     all_audio.append(np.frombuffer(base64.b64decode(data["audio_base64"]), dtype=np.int16))
                     assert data["chunk"] == len(all_audio) and data["samples"] == len(all_audio[-1])
     full_audio = np.concatenate(all_audio)
-    assert_whole_frames(full_audio.nbytes, payload["text"], cap=512)
+    assert_whole_frames(full_audio.nbytes, payload["text"])
     assert first["ttfa_ms"] > 0
     assert complete["total_chunks"] == len(all_audio) and complete["total_samples"] == len(full_audio)
     assert complete["total_duration_s"] == pytest.approx(len(full_audio) / 24000, abs=1e-3)
@@ -248,7 +250,7 @@ STREAM_REQUEST = {  # the README's stream_request, verbatim
     "data": {
         "input": "Text to synthesize", "voice": "alloy",
         "exaggeration": 0.5, "cfg_weight": 0.5, "temperature": 0.8, "top_p": 0.95,
-        "chunk_size": 25, "context_window": 50, "max_new_tokens": 4096, "min_new_tokens": 0,
+        "chunk_size": 25, "context_window": 50, "max_new_tokens": 56, "min_new_tokens": 0,
         "enable_alignment_monitoring": True, "alignment_window_size": 50, "alignment_threshold": 0.15,
         "enable_fade_in": True, "fade_in_duration_ms": 20,
         "output_format": "wav", "include_metrics": True, "print_metrics": False,
@@ -292,7 +294,7 @@ async def test_seed004_websocket_stream_request_connected_info_wav_header_pcm_me
         assert event["total_chunks"] == len(metrics) and event["message"] == "Streaming complete"
         assert metrics[-1]["audio_duration"] == pytest.approx(len(pcm) / 2 / 24000, abs=1e-3)
         assert sum(m["chunk_size_bytes"] for m in metrics) == len(pcm)
-        assert_whole_frames(len(pcm), "Text to synthesize", cap=4096)
+        assert_whole_frames(len(pcm), "Text to synthesize")
         assert wav_duration(header + bytes(pcm)) == pytest.approx(len(pcm) / 2 / 24000)
         await ws.send(json.dumps({"type": "ping"}))  # the connection stays open for the next request
         assert await recv_json(ws) == {"type": "pong"}

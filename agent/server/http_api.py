@@ -39,6 +39,7 @@ PCM_HEADERS = {
     "X-Sample-Format": "s16le",
 }
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_KEEPALIVE_S = 1.0
 
 
 def _state(request: Request) -> ServerState:
@@ -148,6 +149,30 @@ async def _openai_sse(state: ServerState, stream, response_format: str) -> Async
         yield f"data: {json.dumps({'type': 'error', 'error': {'message': str(exc)}})}\n\n".encode()
 
 
+async def _with_keepalive(events: AsyncIterator[bytes], every_s: float = SSE_KEEPALIVE_S) -> AsyncIterator[bytes]:
+    """``events``, plus an SSE comment whenever ``every_s`` passes without one: the FLAC encoder holds
+    all audio to the end, and clients' read timeouts (30 s in LiveKit's OpenAI plugin) must not fire."""
+    pending: asyncio.Future | None = None
+    try:
+        while True:
+            pending = pending or asyncio.ensure_future(events.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=every_s)
+            if not done:
+                yield b": generating\n\n"
+                continue
+            finished, pending = pending, None
+            try:
+                event = finished.result()
+            except StopAsyncIteration:
+                return
+            yield event
+    finally:
+        if pending is not None:  # the client left: stop the generation where it waits
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+        await events.aclose()
+
+
 @router.post("/v1/audio/speech", tags=["speech"],
              responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}})
 async def create_speech(body: SpeechRequest, request: Request) -> StreamingResponse:
@@ -155,8 +180,8 @@ async def create_speech(body: SpeechRequest, request: Request) -> StreamingRespo
     state = _state(request)
     stream = await _start(state, request, body, "openai")
     if body.stream_format == "sse":
-        return StreamingResponse(_openai_sse(state, stream, body.response_format), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
+        return StreamingResponse(_with_keepalive(_openai_sse(state, stream, body.response_format)),
+                                 media_type="text/event-stream", headers=SSE_HEADERS)
     headers = PCM_HEADERS if body.response_format == "pcm" else {}
     return StreamingResponse(_encoded(state, stream, body.response_format, "openai"),
                              media_type=MEDIA_TYPES[body.response_format], headers=headers)

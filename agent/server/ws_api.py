@@ -223,11 +223,12 @@ class SpeechSocket:
 
     async def _handle(self, data: dict) -> None:
         kind = data.get("type")
-        if kind in ("speak", None) and self.closing and ("input" in data or "text" in data):
+        speaks = kind == "speak" or (kind is None and ("input" in data or "text" in data))
+        if speaks and self.closing:
+            segment_id = data.get("segment_id") if isinstance(data.get("segment_id"), str) else None
             raise ClientError("closing", "continue:false was received: the connection closes once queued "
-                              "speech is spoken", data.get("segment_id") if isinstance(data.get("segment_id"), str)
-                              else None)
-        if kind is None and ("input" in data or "text" in data):  # orpheus-streaming clients send no type
+                              "speech is spoken", segment_id)
+        if speaks and kind is None:  # the orpheus-streaming shape: no type
             msg = _validated(SpeakMessage, data)
             await self._speak_whole(msg, keep_open=msg.continue_ if "continue" in data else True)
         elif kind == "ping":

@@ -31,7 +31,8 @@ router = APIRouter(tags=["compat: Chatterbox SSE"])
 
 
 class SynthesizeForm(SamplingFields):
-    model_config = ConfigDict(extra="forbid")
+    # Form fields are text by nature: "0.8" is how a temperature arrives, so parse leniently here.
+    model_config = ConfigDict(extra="forbid", strict=False)
 
     text: str
     voice: str | None = Field(None, description="a name from GET /v1/voices; server default when unset")

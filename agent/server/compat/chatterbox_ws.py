@@ -134,7 +134,7 @@ class ChatterboxSocket:
                     chunks += 1
                     samples += len(pcm) // 2
                     await self.send_bytes(pcm)
-                    await self._report(body, self._metrics(stream, chunks, samples, len(pcm), began))
+                    await self._report(body, self._metrics(stream, chunks, samples, len(pcm) // 2, began))
             await self.send_json({"type": "done", "total_chunks": chunks, "message": "Streaming complete"})
         except asyncio.CancelledError:
             if not self.cancel_requested or self.ws.client_state is not WebSocketState.CONNECTED:
