@@ -22,10 +22,10 @@ setup: system-deps python-deps livekit-server livekit-sip web-deps
 # Debian packages: Chromium for browser tests, PortAudio for `console` mode, a C compiler for
 # the Snake kernel the SNAC decoder builds on first use; for the phone path Redis (shared by
 # livekit-server and livekit-sip) and the codec libraries livekit-sip links (cgo).
-SYSTEM_PKGS := chromium libportaudio2 gcc patch redis-server pkg-config libopus-dev libopusfile-dev libsoxr-dev
+SYSTEM_PKGS := chromium libportaudio2 gcc patch curl redis-server pkg-config libopus-dev libopusfile-dev libsoxr-dev
 system-deps:
 	@if ! command -v chromium >/dev/null || ! command -v cc >/dev/null || ! ldconfig -p | grep -q libportaudio.so.2 \
-		|| ! command -v redis-server >/dev/null || ! command -v patch >/dev/null || ! pkg-config --exists opus opusfile soxr 2>/dev/null; then \
+		|| ! command -v redis-server >/dev/null || ! command -v patch >/dev/null || ! command -v curl >/dev/null || ! pkg-config --exists opus opusfile soxr 2>/dev/null; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_PKGS); \
 	fi
 

@@ -109,12 +109,15 @@ class RoomListener:
         raise TimeoutError("no speech heard")
 
     async def quiet(self, timeout_s: float = 120) -> None:
-        """The agent is back to listening and its audio has drained."""
+        """The agent is back to listening and nothing loud has played for a while (the jitter buffer
+        drains after the state attribute changes)."""
         deadline = time.monotonic() + timeout_s
-        while self.state == "speaking" and time.monotonic() < deadline:
-            self.state_changed.clear()
-            await asyncio.wait_for(self.state_changed.wait(), timeout_s)
-        await asyncio.sleep(0.8)
+        while time.monotonic() < deadline:
+            loud = [at for at, rms in self.frames if rms > SPEECH_RMS]
+            if self.state != "speaking" and (not loud or time.time() - loud[-1] > 1.0):
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError("the agent kept speaking")
 
     async def close(self) -> None:
         for task in self._tasks:
