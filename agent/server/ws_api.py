@@ -184,7 +184,10 @@ class SpeechSocket:
                 self.current.task.cancel()
             for task in (reader, speaker):
                 task.cancel()
-            results = await asyncio.gather(reader, speaker, return_exceptions=True)
+            # wait, not gather: when the drain cancels this connection, a cancelled gather raises a
+            # CancelledError of its own that escapes the connection's cancel scope as a traceback
+            await asyncio.wait([reader, speaker])
+        results = [None if t.cancelled() else t.exception() for t in (reader, speaker)]
         if any(isinstance(r, SlowConsumer) for r in results):
             await self._drop_slow_consumer()
         elif isinstance(results[0], Exception) and not isinstance(results[0], WebSocketDisconnect):
