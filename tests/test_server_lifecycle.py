@@ -10,13 +10,13 @@ import asyncio
 import json
 import signal
 import socket
-import time
 
 import httpx
 import psutil
 import pytest
 import websockets
 
+from tests.fixtures.processes import poll_until
 from tests.fixtures.server import FRAME_SAMPLES, start_tts_server
 
 pytestmark = pytest.mark.server
@@ -31,17 +31,6 @@ EXIT_TIMEOUT_S = 90
 def _engine_cores(pid: int) -> list[psutil.Process]:
     children = psutil.Process(pid).children(recursive=True)
     return [p for p in children if "EngineCore" in p.name() or "EngineCore" in " ".join(p.cmdline())]
-
-
-def _poll(check, timeout_s: float = 30, interval_s: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(interval_s)
 
 
 def test_engine_death_cuts_streams_turns_health_503_refuses_requests_and_exits_nonzero(tmp_path):
@@ -67,7 +56,7 @@ def test_engine_death_cuts_streams_turns_health_503_refuses_requests_and_exits_n
                 raise AssertionError("the server exited before /health said why") from None
             return response if response.status_code == 503 else None
 
-        health = _poll(failed_health)
+        health = poll_until(failed_health, 30, what="/health 503")
         assert health.json()["status"] == "engine_failed" and health.json()["model_loaded"] is False
         refused = httpx.post(f"{server.base_url}{PCM}", json={"input": "Anyone there?"}, timeout=30)
         assert refused.status_code == 503 and refused.json()["error"]["code"] == "engine_failed"

@@ -17,22 +17,12 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from agent.server.config import ServerSettings
 from agent.server.main import is_loopback, refuse_open_server
 from agent.server.rtc import _offer_loopback_candidates
+from tests.fixtures.processes import poll_until
 from tests.fixtures.secured_server import HEADER_TIMEOUT_S, MAX_QUEUED_SEGMENTS, RTC_MAX_LISTENERS
 
 WS_PATH = "/v1/audio/speech/stream/ws"
 LONG_TEXT = " ".join(["This sentence goes on and on " + "and on " * 30 + "until the end."] * 4)
 BOUND_S = 240  # generous: "settles, does not hang" (generation crawls on 2 shared cores)
-
-
-def wait_for(condition, timeout_s: float = BOUND_S, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout_s} s")
-        time.sleep(0.2)
 
 
 def idle(server) -> bool:
@@ -152,7 +142,7 @@ async def test_ws_connection_refuses_segments_past_its_queue_bound_and_keeps_ser
                 pong = event if event["type"] == "pong" else None
         assert [(e["code"], e["segment_id"]) for e in errors] == [("too_many_segments", f"q{MAX_QUEUED_SEGMENTS}")]
         await ws.send(json.dumps({"type": "cancel"}))
-    wait_for(lambda: idle(secured_server.server), what="idle after the queued segments")
+    poll_until(lambda: idle(secured_server.server), BOUND_S, interval_s=0.2, what="idle after the queued segments")
 
 
 async def test_ws_client_that_stops_reading_gets_slow_consumer_and_a_close_with_reason(secured_server):
@@ -193,7 +183,7 @@ def test_http_client_that_never_reads_does_not_hold_its_stream(secured_server):
                      + f"Authorization: Bearer {secured_server.api_key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
                      + body)
         time.sleep(1)
-        wait_for(lambda: idle(secured_server.server), what="the stalled stream's end")  # socket still open
+        poll_until(lambda: idle(secured_server.server), BOUND_S, interval_s=0.2, what="the stalled stream's end")  # socket still open
         received = bytearray()
         sock.settimeout(60)
         while chunk := sock.recv(1 << 16):
