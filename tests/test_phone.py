@@ -216,15 +216,19 @@ async def test_a_call_from_an_address_the_trunk_does_not_allow_is_not_answered(
 async def test_hanging_up_during_the_greeting_ends_the_job_aborts_its_generation_and_closes_the_room(
         sip_phone, sip_bridge, phone_line, idle_worker, livekit_phone_server, tts_server):
     phone_agent_worker = idle_worker
+    # Nothing of an earlier test may still stream: the streams counted below must be this call's.
+    await until(lambda: (h := tts_server.health())["active_streams"] == 0 and h["running_requests"] == 0, 60,
+                "the TTS server idle before the call")
     cancelled_before = cancellations(tts_server)
     call, room_name, observer = await place_call(sip_phone, sip_bridge, phone_line, livekit_phone_server)
     await observer.close()
     # The greeting (three sentences) is generated for a second or more even on a fast machine:
-    # hang up as soon as the server is generating it, whether or not its audio has started.
-    busy = await until(lambda: (h := tts_server.health())["active_streams"] >= 1 and h, 60,
-                       "the greeting being generated", 0.02)
+    # hang up as soon as the server is generating it for this call's job, whether or not its audio
+    # has started (the greeting is synthesized from the job's start, so the job count is polled too).
+    busy = await until(lambda: phone_agent_worker.active_jobs() == 1
+                       and (h := tts_server.health())["active_streams"] >= 1 and h, 60,
+                       "the job running and its greeting being generated", 0.02)
     call.hang_up()
-    assert phone_agent_worker.active_jobs() == 1
     await call.wait_ended(30)
     idle = await until(lambda: (h := tts_server.health())["active_streams"] == 0 and h["running_requests"] == 0 and h,
                        60, "the TTS server back to no stream and no vLLM request")
