@@ -212,15 +212,11 @@ class SpeechSocket:
     async def _reader(self) -> None:
         limit = self.state.settings.max_ws_message_bytes
         while True:
-            message = await self.ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return
             try:
-                if message.get("text") is None:
-                    raise ClientError("bad_request", "binary frames are not accepted; send JSON text frames")
-                if len(message["text"]) > limit:
-                    raise ClientError("too_large", f"message is larger than {limit} bytes")
-                await self._handle(_parse(message["text"]))
+                data = await receive_message(self.ws, limit)
+                if data is None:
+                    return
+                await self._handle(data)
             except ClientError as err:
                 await self.send_error(err.code, err.message, err.segment_id)
 
@@ -447,6 +443,19 @@ def _complete_sentences(buffer: str, *, final: bool) -> tuple[list[str], str]:
         return sentences, ""
     rest = sentences.pop()
     return sentences, rest + (" " if buffer[-1:].isspace() else "")
+
+
+async def receive_message(ws: WebSocket, limit: int) -> dict | None:
+    """The client's next JSON object (None: it disconnected); ClientError for a frame this API refuses."""
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        return None
+    text = message.get("text")
+    if text is None:
+        raise ClientError("bad_request", "binary frames are not accepted; send JSON text frames")
+    if len(text) > limit:
+        raise ClientError("too_large", f"message is larger than {limit} bytes")
+    return _parse(text)
 
 
 def _parse(text: str) -> dict:

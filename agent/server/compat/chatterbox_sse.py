@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -56,18 +57,19 @@ async def synthesize_stream(request: Request) -> StreamingResponse:
     async def events() -> AsyncIterator[bytes]:
         chunk_id = samples = 0
         try:
-            async for pcm in pcm_chunks(request, stream, "synthesize_stream"):
-                chunk_id += 1
-                samples += len(pcm) // 2
-                m = stream.metrics
-                elapsed = time.perf_counter() - began
-                audio_s = samples / SAMPLE_RATE
-                metrics = {"first_chunk_latency": None if m.ttfb_s is None else round(m.ttfb_s, 4),
-                           "total_latency": round(elapsed, 4), "rtf": round(elapsed / audio_s, 4),
-                           "total_audio_duration": round(audio_s, 4), "chunks_generated": chunk_id}
-                audio = base64.b64encode(wav_file(pcm)).decode()
-                yield _event("audio_chunk", {"chunk_id": chunk_id, "audio_chunk": audio,
-                                             "sample_rate": SAMPLE_RATE, "metrics": metrics})
+            async with aclosing(pcm_chunks(request, stream, "synthesize_stream")) as chunks:
+                async for pcm in chunks:
+                    chunk_id += 1
+                    samples += len(pcm) // 2
+                    m = stream.metrics
+                    elapsed = time.perf_counter() - began
+                    audio_s = samples / SAMPLE_RATE
+                    metrics = {"first_chunk_latency": None if m.ttfb_s is None else round(m.ttfb_s, 4),
+                               "total_latency": round(elapsed, 4), "rtf": round(elapsed / audio_s, 4),
+                               "total_audio_duration": round(audio_s, 4), "chunks_generated": chunk_id}
+                    audio = base64.b64encode(wav_file(pcm)).decode()
+                    yield _event("audio_chunk", {"chunk_id": chunk_id, "audio_chunk": audio,
+                                                 "sample_rate": SAMPLE_RATE, "metrics": metrics})
             yield _event("done", {"message": "Streaming complete", "total_chunks": chunk_id})
         except Exception as exc:  # noqa: BLE001 - headers are gone: report in the stream
             log.exception("stream %s failed", stream.metrics.request_id)

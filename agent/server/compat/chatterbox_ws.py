@@ -28,7 +28,7 @@ from ..audio_formats import SAMPLE_RATE, WavEncoder
 from ..errors import ApiError
 from ..speech_request import SamplingFields, SpeechRequest
 from ..state import ServerState
-from ..ws_api import ClientError, _parse, _validated
+from ..ws_api import ClientError, _validated, receive_message
 from . import foreign
 from .common import server, validated
 
@@ -72,22 +72,21 @@ class ChatterboxSocket:
     async def run(self) -> None:
         await self.send_json({"type": "connected", "connection_id": uuid.uuid4().hex[:8],
                               "message": "Connected to the orpheus-rtc streaming WebSocket"})
+        limit = self.state.settings.max_ws_message_bytes
         try:
             while True:
-                message = await self.ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
                 try:
-                    if message.get("text") is None:
-                        raise ClientError("bad_request", "binary frames are not accepted; send JSON text frames")
-                    await self._handle(_parse(message["text"]))
+                    data = await receive_message(self.ws, limit)
+                    if data is None:
+                        return
+                    await self._handle(data)
                 except ClientError as err:
                     self.state.metrics.error("chatterbox_ws", err.code)
                     await self.send_json({"type": "error", "error": err.message})
         finally:
             if self.task is not None:
                 self.task.cancel()
-                await asyncio.gather(self.task, return_exceptions=True)
+                await asyncio.wait([self.task])  # not gather: a drain's cancellation must stay its own
 
     async def _handle(self, data: dict) -> None:
         kind = data.get("type")

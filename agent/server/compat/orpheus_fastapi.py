@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
@@ -48,7 +49,8 @@ def _ms(seconds: float | None) -> float | None:
 async def _whole(request: Request, body: OrpheusFastApiRequest, transport: str) -> tuple[bytes, dict]:
     began = time.perf_counter()
     stream = await start(request, body.speech(), transport)
-    pcm = b"".join([chunk async for chunk in pcm_chunks(request, stream, transport)])
+    async with aclosing(pcm_chunks(request, stream, transport)) as chunks:
+        pcm = b"".join([chunk async for chunk in chunks])
     timings = {"duration_seconds": round(len(pcm) / 2 / SAMPLE_RATE, 4),
                "processing_time_ms": _ms(time.perf_counter() - began), "ttfa_ms": _ms(stream.metrics.ttfb_s)}
     return pcm, timings
@@ -80,15 +82,16 @@ async def tts_stream(body: OrpheusFastApiRequest, request: Request) -> Streaming
     async def events() -> AsyncIterator[bytes]:
         chunks = samples = 0
         try:
-            async for pcm in pcm_chunks(request, stream, "api_tts_stream"):
-                chunks += 1
-                n = len(pcm) // 2
-                samples += n
-                event = {"chunk": chunks, "audio_base64": base64.b64encode(pcm).decode(), "samples": n,
-                         "duration_ms": round(n / SAMPLE_RATE * 1000, 1)}
-                if chunks == 1:
-                    event["ttfa_ms"] = _ms(stream.metrics.ttfb_s)
-                yield _data(event)
+            async with aclosing(pcm_chunks(request, stream, "api_tts_stream")) as audio:
+                async for pcm in audio:
+                    chunks += 1
+                    n = len(pcm) // 2
+                    samples += n
+                    event = {"chunk": chunks, "audio_base64": base64.b64encode(pcm).decode(), "samples": n,
+                             "duration_ms": round(n / SAMPLE_RATE * 1000, 1)}
+                    if chunks == 1:
+                        event["ttfa_ms"] = _ms(stream.metrics.ttfb_s)
+                    yield _data(event)
             yield _data({"event": "complete", "total_chunks": chunks, "total_samples": samples,
                          "total_duration_s": round(samples / SAMPLE_RATE, 4),
                          "processing_time_ms": _ms(time.perf_counter() - began)})
