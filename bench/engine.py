@@ -48,7 +48,7 @@ async def raw_run(engine: OrpheusEngine, streams: int, options: SamplingOptions)
 
 
 async def pipeline_run(engine: OrpheusEngine, streams: int, options: SamplingOptions) -> dict:
-    busy_before = engine.batcher.busy_s
+    busy_before = engine.decode_pool.busy_s
     start = time.perf_counter()
     cpu_before = time.process_time()
 
@@ -68,7 +68,7 @@ async def pipeline_run(engine: OrpheusEngine, streams: int, options: SamplingOpt
         "ttfb_ms_max": 1000 * max(m.ttfb_s for m in metrics),
         "first_audio_tokens": max(m.tokens_at_first_audio for m in metrics),
         "first_audio_ms_after_first_token": 1000 * max(m.first_audio_after_token_s for m in metrics),
-        "decode_ms_per_frame": 1000 * (engine.batcher.busy_s - busy_before) / frames,
+        "decode_ms_per_frame": 1000 * (engine.decode_pool.busy_s - busy_before) / frames,
         "rtf_per_stream": max(m.rtf for m in metrics),
         "audio_s_per_wall_s": audio_s / elapsed,
         "main_process_cpu_s_per_audio_s": (time.process_time() - cpu_before) / audio_s,

@@ -38,9 +38,12 @@ def test_health_reports_loaded_model_and_idle_engine(tts_server):
     assert health["active_streams"] == 0 and health["running_requests"] == 0
 
 
-def test_voices_endpoint_lists_voices_and_default(tts_server):
+def test_voices_endpoint_lists_voices_default_and_the_emotion_tags_the_model_acts_on(tts_server):
+    from tts_plugin.engine.profiles import ORPHEUS
+
     body = httpx.get(f"{tts_server.base_url}/v1/voices").json()
     assert "tara" in body["voices"] and body["default"] in body["voices"]
+    assert body["tags"] == list(ORPHEUS.tags) and "<laugh>" in body["tags"]
 
 
 def test_openapi_schema_documents_every_endpoint(tts_server):

@@ -240,7 +240,7 @@ def _metrics_payload(m) -> dict:
 
 @router.get("/health", tags=["info"])
 async def health(request: Request) -> JSONResponse:
-    """200 only when new streams are taken; 503 with status loading, draining or engine_failed."""
+    """200 only when new streams are taken; 503 with status draining or engine_failed."""
     state = _state(request)
     engine = None if state.engine_failed else state.engine
     body = {
@@ -265,7 +265,8 @@ async def voices(request: Request) -> dict:
     state = _state(request)
     _refuse_if_unavailable(state)
     catalog = state.engine.voice_catalog
-    return {"voices": list(catalog.voices), "default": catalog.default, "aliases": dict(catalog.aliases)}
+    return {"voices": list(catalog.voices), "default": catalog.default, "aliases": dict(catalog.aliases),
+            "tags": list(state.engine.profile.tags)}
 
 
 @router.get("/metrics", tags=["info"])

@@ -1,4 +1,4 @@
-"""What the routes share: settings, the engine (None while loading), metrics, admission, the WebRTC
+"""What the routes share: settings, the engine (None outside the app's lifespan), metrics, admission, the WebRTC
 listeners, the connections in progress, and whether the server still takes new streams."""
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ class ServerState:
             return "engine_failed"
         if self.draining:
             return "draining"
-        return "loading" if self.engine is None else "ok"
+        # The engine loads in the lifespan, before uvicorn accepts connections, and is gone only
+        # after it stops taking them: "stopped" is a guard, not a state clients wait out.
+        return "stopped" if self.engine is None else "ok"
 
     @property
     def ready(self) -> bool:
@@ -67,6 +69,6 @@ class ServerState:
             return "engine_failed", "the speech engine has stopped; the server is restarting, retry shortly"
         if status == "draining":
             return "draining", "the server is shutting down and takes no new streams; retry shortly"
-        if status == "loading":
-            return "not_ready", "model is still loading"
+        if status == "stopped":
+            return "not_ready", "the speech engine is not running"
         return None

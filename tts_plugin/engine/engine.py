@@ -101,10 +101,9 @@ async def _timed(tokens: AsyncIterator[list[int]], metrics: SpeechMetrics) -> As
 class SpeechStream:
     """Async iterator of PCM chunks (bytes) for one utterance; ``aclose()`` stops generation."""
 
-    def __init__(self, chunks: AsyncIterator[bytes], metrics: SpeechMetrics, sentences: list[str]) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], metrics: SpeechMetrics) -> None:
         self._chunks = chunks
         self.metrics = metrics
-        self.sentences = sentences  # filled when the stream starts (the split runs in a thread)
 
     def __aiter__(self) -> SpeechStream:
         return self
@@ -127,15 +126,15 @@ class OrpheusEngine:
         self.generator = generator
         self.prompts = prompts
         self.codec = codec
-        # Default: the exact incremental decoder, every stream batched through one worker thread.
-        self.batcher = None
+        # Default: the exact incremental decoder, streams batched on the pool's worker threads.
+        self.decode_pool = None
         if decoder_factory is None and settings.decoder == "window":
             decoder_factory = lambda: WindowDecoder(codec)  # noqa: E731
         if decoder_factory is None:
-            self.batcher = DecodePool.for_codec(codec, workers=settings.decode_workers,
-                                                threads=settings.decode_threads,
-                                                max_wait_s=settings.decode_batch_wait_ms / 1000)
-            decoder_factory = self.batcher.open_stream
+            self.decode_pool = DecodePool.for_codec(codec, workers=settings.decode_workers,
+                                                    threads=settings.decode_threads,
+                                                    max_wait_s=settings.decode_batch_wait_ms / 1000)
+            decoder_factory = self.decode_pool.open_stream
         self.decoder_factory = decoder_factory
         self.executor = DecodeExecutor(settings.decode_threads)  # for decoders without async push
         self.active_streams = 0
@@ -174,14 +173,13 @@ class OrpheusEngine:
         voice = self.resolve_voice(voice)
         options = (options or SamplingOptions()).resolved(self.settings)
         metrics = SpeechMetrics(request_id=request_id or uuid.uuid4().hex)
-        sentences: list[str] = []
-        return SpeechStream(self._speak(clean, sentences, voice, options, metrics), metrics, sentences)
+        return SpeechStream(self._speak(clean, voice, options, metrics), metrics)
 
-    async def _speak(self, text: str, sentences: list[str], voice: str, options: SamplingOptions,
+    async def _speak(self, text: str, voice: str, options: SamplingOptions,
                      metrics: SpeechMetrics) -> AsyncIterator[bytes]:
         self.active_streams += 1
         try:
-            sentences.extend(await asyncio.to_thread(split_sentences, text))
+            sentences = await asyncio.to_thread(split_sentences, text)
             for index, sentence in enumerate(sentences):
                 budget = audio_token_budget(sentence, cap=options.max_tokens)
                 sentence_options = options.model_copy(update={"max_tokens": budget})
@@ -241,12 +239,12 @@ class OrpheusEngine:
     @property
     def decode_busy_s(self) -> float:
         """Wall time the SNAC decode workers have spent decoding, all streams together."""
-        return (self.batcher.busy_s if self.batcher is not None else 0.0) + self.executor.busy_s
+        return (self.decode_pool.busy_s if self.decode_pool is not None else 0.0) + self.executor.busy_s
 
     async def aclose(self) -> None:
         # Joins of worker threads and of vLLM's engine core process: off the event loop.
-        if self.batcher is not None:
-            await asyncio.to_thread(self.batcher.shutdown)
+        if self.decode_pool is not None:
+            await asyncio.to_thread(self.decode_pool.shutdown)
         self.executor.shutdown()
         await self.generator.aclose()
 

@@ -13,12 +13,10 @@ from dataclasses import dataclass, field
 START_OF_TEXT = 128000  # Llama 3 <|begin_of_text|> (BOS)
 END_OF_TEXT = 128009  # <|eot_id|>
 START_OF_SPEECH = 128257
-END_OF_SPEECH = 128258  # the stop token
+END_OF_SPEECH = 128258  # the stop token (fixed by the shared audio-token layout, like the ids below)
 START_OF_HUMAN = 128259
 END_OF_HUMAN = 128260
 START_OF_AI = 128261
-END_OF_AI = 128262
-PAD = 128263
 CUSTOM_TOKEN_BASE = 128256  # <custom_token_N> is CUSTOM_TOKEN_BASE + N
 AUDIO_TOKEN_BASE = 128266  # audio token = AUDIO_TOKEN_BASE + CODEBOOK_SIZE * slot + code
 CODEBOOK_SIZE = 4096
@@ -47,7 +45,6 @@ class ModelProfile:
     text_template: str = "{voice}: {text}"
     prefix_ids: tuple[int, ...] = ()
     suffix_ids: tuple[int, ...] = ()
-    stop_token_ids: tuple[int, ...] = (END_OF_SPEECH,)
 
     def prompt_text(self, text: str, voice: str) -> str:
         return self.text_template.format(voice=voice, text=text)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -36,18 +35,16 @@ SNAC_24KHZ_CONFIG = dict(
     vq_strides=[4, 2, 1], noise=True, depthwise=True,
 )
 
-NoiseMode = Literal["positional", "off", "random"]
 NOISE_TABLE_LEN = 1 << 20  # 43.7 s at 24 kHz before the table repeats
 
 
 class PositionalNoise(nn.Module):
     """Drop-in for snac's NoiseBlock: x + linear(x) * noise[absolute position]."""
 
-    def __init__(self, linear: nn.Module, upsampling: int, seed: int, mode: NoiseMode) -> None:
+    def __init__(self, linear: nn.Module, upsampling: int, seed: int) -> None:
         super().__init__()
         self.linear = linear
         self.upsampling = upsampling  # samples of this layer per latent frame
-        self.mode = mode
         gen = torch.Generator().manual_seed(seed)
         self.register_buffer("table", torch.randn(NOISE_TABLE_LEN, generator=gen), persistent=False)
         # Per thread: decode workers share this module, each decoding its own positions.
@@ -63,15 +60,10 @@ class PositionalNoise(nn.Module):
         self._position.start_latent = value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "off":
-            return x
         batch, _, length = x.shape
-        if self.mode == "random":
-            noise = torch.randn((batch, 1, length), device=x.device, dtype=x.dtype)
-        else:
-            start = self.start_latent if self.start_latent is not None else torch.zeros(batch, dtype=torch.long)
-            pos = start.to(x.device).view(-1, 1) * self.upsampling + torch.arange(length, device=x.device)
-            noise = self.table[pos % NOISE_TABLE_LEN].to(x.dtype).unsqueeze(1)
+        start = self.start_latent if self.start_latent is not None else torch.zeros(batch, dtype=torch.long)
+        pos = start.to(x.device).view(-1, 1) * self.upsampling + torch.arange(length, device=x.device)
+        noise = self.table[pos % NOISE_TABLE_LEN].to(x.dtype).unsqueeze(1)
         return x + self.linear(x) * noise
 
 
@@ -98,7 +90,6 @@ def load_snac(name: str, *, seed: int = 0) -> nn.Module:
 class CodecConfig:
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
-    noise: NoiseMode = "positional"
     noise_seed: int = 1234
 
 
@@ -117,8 +108,7 @@ class SnacCodec:
                 layers = block.block
                 for i, layer in enumerate(layers):
                     if type(layer).__name__ == "NoiseBlock":
-                        noise = PositionalNoise(layer.linear, upsampling, self.config.noise_seed + len(self.noise_blocks),
-                                                self.config.noise)
+                        noise = PositionalNoise(layer.linear, upsampling, self.config.noise_seed + len(self.noise_blocks))
                         layers[i] = noise
                         self.noise_blocks.append(noise)
         model.encoder = None  # decoding only: free the encoder's memory

@@ -224,19 +224,14 @@ class _Noise(_Op):
 
     def __init__(self, noise: PositionalNoise, up: int, lag: int) -> None:
         self.linear = _Pointwise(noise.linear)
-        self.table, self.mode = noise.table, noise.mode
+        self.table = noise.table
         self.up, self.lag = up, lag
 
     def step(self, x, history, ctx):
-        if self.mode == "off":
-            return x, []
         b, length, _ = x.shape
-        if self.mode == "random":
-            noise = torch.randn((b, length, 1), device=x.device, dtype=x.dtype)
-        else:
-            firsts = [s * self.up + f for s, f in zip(ctx.starts, ctx.first_positions(self.up, self.lag))]
-            pos = torch.tensor(firsts, device=x.device).view(-1, 1) + torch.arange(length, device=x.device)
-            noise = self.table[pos % NOISE_TABLE_LEN].to(x.dtype).unsqueeze(2)
+        firsts = [s * self.up + f for s, f in zip(ctx.starts, ctx.first_positions(self.up, self.lag))]
+        pos = torch.tensor(firsts, device=x.device).view(-1, 1) + torch.arange(length, device=x.device)
+        noise = self.table[pos % NOISE_TABLE_LEN].to(x.dtype).unsqueeze(2)
         return torch.addcmul(x, self.linear.apply(x), noise), []
 
 

@@ -5,6 +5,9 @@ holds ``left`` frames before it; with positional noise the result matches an off
 whole sequence (2 x 2 frames of context: ~80 dB). The very first frame goes out as soon as
 ``first_audio_frames`` frames exist (less right context: early audio), and ``flush`` emits the
 tail at end of stream with the same zero padding an offline decode sees.
+
+Not the default (the incremental decoder is); it stays in the engine because ``--decoder window``
+is the in-run baseline of ``bench/server_e2e.py``, which measures the real server with each decoder.
 """
 
 from __future__ import annotations
