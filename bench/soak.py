@@ -180,7 +180,7 @@ def main() -> None:
         "samples_lost": tally.samples_expected - tally.samples_received,
         "rss_fresh_mib": rss_fresh, "rss_start_mib": rss_start, "rss_end_mib": rss_end, "rss_growth_mib": round(rss_end["total"] - rss_start["total"], 1),
         "running_requests_end": health["running_requests"], "active_streams_end": health["active_streams"],
-        "admitted_streams_end": health["admitted_streams"], "stream_limit": health["max_streams"],
+        "admitted_streams_end": health["admitted_streams"], "stream_limit": health["stream_limit"],
     }, indent=2))
 
 

@@ -90,7 +90,7 @@ async def test_overload_is_refused_busy_and_a_freed_slot_admits_the_next(tts_ser
             assert (await _next_event(ws))["type"] == "start"
 
         health = httpx.get(f"{tts_server.base_url}/health", timeout=30).json()
-        assert health["max_streams"] == SLOTS and health["admitted_streams"] == SLOTS
+        assert health["stream_limit"] == SLOTS and health["admitted_streams"] == SLOTS
         assert health["running_requests"] <= SLOTS
 
         # A ninth stream waits for the queue timeout, then is refused: no start, an error "busy".
@@ -127,7 +127,7 @@ async def test_overload_is_refused_busy_and_a_freed_slot_admits_the_next(tts_ser
 
 def test_health_reports_the_stream_limit(tts_server):
     health = tts_server.health()
-    assert health["max_streams"] == SLOTS and health["status"] == "ok"
+    assert health["stream_limit"] == SLOTS and health["status"] == "ok"
 
 
 @pytest.mark.parametrize("samples", [FRAME_SAMPLES])

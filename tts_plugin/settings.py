@@ -35,7 +35,8 @@ class OrpheusSettings(BaseSettings):
     kv_cache_gib: float = Field(1.0, description="KV cache size in GiB (CPU); GPU uses memory utilisation")
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
     max_model_len: int = Field(4096, ge=256)
-    max_streams: int = Field(16, ge=1, description="max concurrent generation requests")
+    max_streams: int = Field(16, ge=1,
+                             description="vLLM's batch (max_num_seqs) in the in-process engine; the server's default stream limit")
     enforce_eager: bool = Field(True, description="skip CUDA graphs / torch.compile in vLLM")
     engine_multiprocessing: bool = Field(
         False, description="vLLM's V1 multiprocessing (a separate worker process behind the engine core)"

@@ -250,7 +250,7 @@ async def health(request: Request) -> JSONResponse:
         "demo": state.demo,  # random weights: noise, not speech
         "active_streams": engine.active_streams if engine else 0,
         "running_requests": engine.running_requests if engine else 0,
-        "max_streams": state.admission.limit,
+        "stream_limit": state.admission.limit,
         "admitted_streams": state.admission.in_use,
         "queued_streams": state.admission.queued,
         "rtc_listeners": state.rtc.listener_count if state.rtc else 0,
