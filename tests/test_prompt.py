@@ -1,6 +1,6 @@
 """The prompt contract of the Orpheus finetune, and client text that can never become control tokens.
 
-Reference layout (REFERENCE §1), as every public implementation builds it:
+Reference layout, as every public implementation builds it:
 - canopyai/Orpheus-TTS ``orpheus_tts/engine_class.py`` ``_format_prompt``: ``tokenizer("{voice}: {text}")``
   (Llama 3's post-processor adds BOS), then ``cat([[128259]], ids, [[128009, 128260, 128261, 128257]])``;
 - Baseten's truss: ``decode([128259]) + bos_token + f"{voice}: " + prompt + decode([128009, 128260, 128261, 128257])``;

@@ -59,7 +59,7 @@ ORPHEUS = ModelProfile(
     # The layout the finetune was trained on, as every public reference builds it: canopyai/Orpheus-TTS
     # `_format_prompt` tokenizes "{voice}: {text}" with BOS added, then wraps it in
     # [start_of_human] ... [eot, end_of_human, start_of_ai, start_of_speech]; Baseten's truss and
-    # orpheus-streaming write the same sequence as a string (REFERENCE §1).
+    # orpheus-streaming write the same sequence as a string (pinned by tests/test_prompt.py).
     prefix_ids=(START_OF_HUMAN, START_OF_TEXT),
     suffix_ids=(END_OF_TEXT, END_OF_HUMAN, START_OF_AI, START_OF_SPEECH),
 )
