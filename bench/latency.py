@@ -254,8 +254,22 @@ async def chromium_rounds(livekit, server, worker, rounds: int) -> list[dict]:
         if r["heard"] is None:
             continue
         sent, heard = r["sent"] / 1000, r["heard"] / 1000
-        chats.append({"sent": sent, "heard": heard, **hops_between(worker.log_path, sent, heard)})
+        browser = {k: r[k] for k in ("jitter_buffer_ms", "jitter_buffer_target_ms", "packets_received", "opus_fmtp")}
+        chats.append({"sent": sent, "heard": heard, "browser": browser, **hops_between(worker.log_path, sent, heard)})
     return chats
+
+
+def browser_summary(chats: list[dict]) -> dict:
+    """Chromium's side: how long its jitter buffer held the first half second of speech (its
+    ``jitterBufferDelay`` per sample played) and the target it aimed for, and the Opus parameters."""
+    stats = [c["browser"] for c in chats]
+    return {
+        **chat_summary(chats),
+        "jitter_buffer_ms": percentiles([s["jitter_buffer_ms"] / 1000 for s in stats if s["jitter_buffer_ms"]]),
+        "jitter_buffer_target_ms": percentiles([s["jitter_buffer_target_ms"] / 1000 for s in stats]),
+        "packets_between_chat_and_heard": [s["packets_received"] for s in stats],
+        "opus_fmtp": stats[0]["opus_fmtp"] if stats else None,
+    }
 
 
 async def measure_worker(livekit, server, log_dir: Path, mode: str, tree: Path, args) -> dict:
@@ -272,7 +286,7 @@ async def measure_worker(livekit, server, log_dir: Path, mode: str, tree: Path, 
         "join_to_greeting_heard": percentiles([j["join_to_heard"] for j in rounds["joins"]]),
         **{f"join_to_{hop}": percentiles([j[hop] for j in rounds["joins"] if hop in j]) for hop in JOIN_HOPS},
         **chat_summary(rounds["chats"]),
-        "chromium": chat_summary(browser) if browser else None,
+        "chromium": browser_summary(browser) if browser else None,
     }
 
 

@@ -15,17 +15,35 @@ await runInChromium(async (page, result) => {
   result.rounds = [];
   for (let i = 0; i < Number(rounds); i++) {
     result.rounds.push(await page.evaluate(async (text) => {
-      const energy = async () => {
+      const inbound = async () => {
         const report = await window.orpheusLk.agentTrack.getRTCStatsReport();
-        const inbound = [...report.values()].find((s) => s.type === "inbound-rtp" && s.kind === "audio");
-        return inbound ? inbound.totalAudioEnergy ?? 0 : 0;
+        return [...report.values()].find((s) => s.type === "inbound-rtp" && s.kind === "audio") ?? {};
       };
-      const before = await energy();
+      // The jitter buffer's mean delay over the samples it played out between two reports (ms).
+      const jitterMs = (a, b) => {
+        const emitted = (b.jitterBufferEmittedCount ?? 0) - (a.jitterBufferEmittedCount ?? 0);
+        return emitted > 0 ? (1000 * ((b.jitterBufferDelay ?? 0) - (a.jitterBufferDelay ?? 0))) / emitted : null;
+      };
+      const before = await inbound();
       const sent = Date.now();
       await window.orpheusLk.room.localParticipant.sendText(text, { topic: "lk.chat" });
       const deadline = sent + 60_000;
       while (Date.now() < deadline) {
-        if ((await energy()) > before + 1e-4) return { sent, heard: Date.now() };
+        const now = await inbound();
+        if ((now.totalAudioEnergy ?? 0) > (before.totalAudioEnergy ?? 0) + 1e-4) {
+          const heard = Date.now();
+          await new Promise((r) => setTimeout(r, 500));
+          const later = await inbound();
+          const codec = window.orpheusLk.agentTrack.receiver?.getParameters().codecs?.[0];
+          return {
+            sent, heard,
+            jitter_buffer_ms: jitterMs(now, later),  // what the first half second of speech waited
+            jitter_buffer_target_ms: 1000 * ((later.jitterBufferTargetDelay ?? 0) - (now.jitterBufferTargetDelay ?? 0))
+              / Math.max(1, (later.jitterBufferEmittedCount ?? 0) - (now.jitterBufferEmittedCount ?? 0)),
+            packets_received: now.packetsReceived - (before.packetsReceived ?? 0),
+            opus_fmtp: codec?.sdpFmtpLine ?? null,
+          };
+        }
         await new Promise((r) => setTimeout(r, 5));
       }
       return { sent, heard: null };
