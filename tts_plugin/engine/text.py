@@ -132,14 +132,14 @@ class SentenceSplitter:
             last_window = end == len(text)
             spans = [s for s in _pysbd_spans(text[:end]) if s.sent.strip()]
             if final and last_window:
-                done += [c for s in spans for c in _cut_long(normalize(s.sent), limit)]
+                done += _chunks(spans, limit)
                 text = ""
                 break
             keep = len(spans) - 1  # the last sentence may go on; tags after it wait with it
             while keep > 0 and not has_words(spans[keep].sent):
                 keep -= 1
             if keep > 0 and spans[keep].start > 0:
-                done += [c for s in spans[:keep] for c in _cut_long(normalize(s.sent), limit)]
+                done += _chunks(spans[:keep], limit)
                 text = text[spans[keep].start:]
             elif spans:  # one sentence so far: pieces of it leave once it is over the limit
                 content_end = len(text[:end].rstrip())
@@ -160,6 +160,10 @@ class SentenceSplitter:
             self._text = f"{done[0]} {self._text}"
             return []
         return done
+
+
+def _chunks(spans: list, limit: int) -> list[str]:
+    return [chunk for span in spans for chunk in _cut_long(normalize(span.sent), limit)]
 
 
 def _open_sentence_end(text: str, start: int = 0) -> int:
