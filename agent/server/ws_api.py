@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketState
 
 from tts_plugin.engine.generator import SamplingOptions
-from tts_plugin.engine.text import normalize, split_sentences, validate
+from tts_plugin.engine.text import SentenceSplitter, validate
 
 from .admission import Busy
 from .audio_formats import CHANNELS, SAMPLE_RATE
@@ -380,17 +380,19 @@ class SpeechSocket:
         seg.received_at = started
         await self.send_json({"type": "start", "segment_id": seg.id, "sample_rate": SAMPLE_RATE,
                               "channels": CHANNELS, "format": "pcm_s16le"})
-        buffer = ""
+        splitter = SentenceSplitter()
         while True:
             piece = await seg.pieces.get()
             done = piece is None
-            buffer += piece or ""
+            text = piece or ""
             while not seg.pieces.empty() and not done:  # take everything already sent
                 nxt = seg.pieces.get_nowait()
                 done = nxt is None
-                buffer += nxt or ""
-            # pysbd in a thread: a long or pathological buffer must not hold the event loop
-            ready, buffer = await asyncio.to_thread(_complete_sentences, buffer, final=done)
+                text += nxt or ""
+            # pysbd in a thread: a long or pathological piece must not hold the event loop
+            ready = await asyncio.to_thread(splitter.push, text)
+            if done:
+                ready += await asyncio.to_thread(splitter.flush)
             if ready:
                 await self._say(seg, " ".join(ready), stats)
             if done:
@@ -432,17 +434,6 @@ class SpeechSocket:
     def _remember(self, segment_id: str) -> None:
         self.finished.append(segment_id)
         del self.finished[:-RECENT_SEGMENTS]
-
-
-def _complete_sentences(buffer: str, *, final: bool) -> tuple[list[str], str]:
-    """Split buffered text; keep the last sentence back until more text (or the end) shows it is whole."""
-    if not normalize(buffer):
-        return [], "" if final else buffer
-    sentences = split_sentences(normalize(buffer))
-    if final:
-        return sentences, ""
-    rest = sentences.pop()
-    return sentences, rest + (" " if buffer[-1:].isspace() else "")
 
 
 async def receive_message(ws: WebSocket, limit: int) -> dict | None:

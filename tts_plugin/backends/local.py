@@ -16,7 +16,6 @@ from livekit.agents import APIConnectionError, APIConnectOptions, APIStatusError
 
 from ..log import logger
 from .base import SpeakOptions, SpeechBackend
-from .sentences import SentenceBuffer
 
 if TYPE_CHECKING:
     from ..engine.engine import OrpheusEngine
@@ -83,20 +82,21 @@ class EngineBackend(SpeechBackend):
         on_text_sent: Callable[[], None],
     ) -> AsyncIterator[bytes]:
         from ..engine.generator import SamplingOptions
-        from ..engine.text import TextError
+        from ..engine.text import SentenceSplitter, TextError, has_words
 
         engine = await self._get_engine()
         sampling = SamplingOptions(**opts.sampling())
         sentences = utils.aio.Chan[str]()
 
         async def split_text() -> None:
-            buffer = SentenceBuffer()
+            splitter = SentenceSplitter()
             try:
                 async for token in text:
-                    for sentence in buffer.push(token):
+                    for sentence in splitter.push(token):
                         sentences.send_nowait(sentence)
-                for sentence in buffer.flush():
-                    sentences.send_nowait(sentence)
+                for sentence in splitter.flush():
+                    if has_words(sentence):  # an LLM turn of only tags: nothing to say, not an error
+                        sentences.send_nowait(sentence)
             finally:
                 sentences.close()
 

@@ -20,9 +20,9 @@ import aiohttp
 from livekit.agents import APIConnectionError, APIConnectOptions, APIStatusError, APITimeoutError, utils
 
 from .. import hops
+from ..engine.text import SentenceSplitter
 from ..log import logger
 from .base import SpeakOptions, SpeechBackend
-from .sentences import SentenceBuffer
 
 WS_PATH = "/v1/audio/speech/stream/ws"
 SAMPLE_RATE = 24000
@@ -156,7 +156,7 @@ class ServerBackend(SpeechBackend):
         base = {"type": "speak", "segment_id": segment_id, "voice": opts.voice, **opts.sampling()}
         # The server splits sentences itself; the same splitter here tells when the first
         # sentence is complete, i.e. when the engine starts on it (TTFB starts there).
-        sentences = SentenceBuffer()
+        sentences = SentenceSplitter()
 
         async def send(piece: str, more: bool) -> None:
             await ws.send_str(json.dumps({**base, "text": piece, "continue": more}))
