@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         from .phone import phone
 
         return phone(commands.phone)
-    return 2  # no command: CliApp printed the usage
+    print("error: name a command (python -m agent --help)", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
