@@ -215,3 +215,19 @@ def test_a_bad_value_is_one_line_naming_the_setting_and_never_echoing_it(monkeyp
     err = capsys.readouterr().err
     assert err.startswith("error: invalid settings: serve.api_keys:") and "short-secret" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_listener_token_route_reads_livekit_s_variables_through_settings(monkeypatch):
+    from agent.server.livekit_token import LiveKitTokenConfig
+
+    monkeypatch.setenv("LIVEKIT_URL", "ws://livekit:7880")
+    monkeypatch.setenv("LIVEKIT_API_KEY", "orpheus-dev")
+    monkeypatch.setenv("LIVEKIT_API_SECRET", "s" * 32)
+    monkeypatch.delenv("LIVEKIT_PUBLIC_URL", raising=False)
+    config = LiveKitTokenConfig.from_env(agent_name="orpheus")
+    assert config.configured and (config.url, config.api_secret, config.agent_name) == (
+        "ws://livekit:7880", "s" * 32, "orpheus")
+    monkeypatch.setenv("LIVEKIT_PUBLIC_URL", "wss://public.example")
+    assert LiveKitTokenConfig.from_env().url == "wss://public.example"  # what browsers reach wins
+    monkeypatch.setenv("ORPHEUS_AGENT_NAME", "from-env")
+    assert parse(["serve"]).serve.agent_name == "from-env"  # the server's own setting, not an os.environ read
