@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-import argparse
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import CliPositionalArg, SettingsConfigDict
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent make-test-model", description=__doc__)
-    parser.add_argument("dir", help="output directory")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+class MakeTestModel(BaseModel):
+    """
+    Write the tiny random-weight Orpheus-layout model (its audio is noise: tests only).
+    """
+
+    # a plain model, not settings: ORPHEUS_SEED (the sampling seed) must not seed the weights
+    model_config = SettingsConfigDict(extra="forbid")
+
+    dir: CliPositionalArg[Path] = Field(description="output directory")
+    seed: int = Field(0, description="seed of the random weights")
+
+
+def make(command: MakeTestModel) -> int:
     from tts_plugin.engine.demo_model import make_test_model
 
-    out = make_test_model(args.dir, seed=args.seed)
+    out = make_test_model(command.dir, seed=command.seed)
     print(f"wrote tiny random-weight Orpheus-layout model to {out} (its audio is noise: tests only)")
     return 0

@@ -13,7 +13,6 @@ matches every call that reaches the bridge, whatever number it dials and whereve
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -37,7 +36,13 @@ log = logging.getLogger("orpheus.phone")
 
 
 class PhoneSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ORPHEUS_PHONE_", extra="ignore")
+    """
+    The phone side of a one-machine set-up (Redis, livekit-server with Redis, livekit-sip, the trunk and
+    its dispatch rule), until Ctrl-C. Every flag is also an ORPHEUS_PHONE_ environment variable.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ORPHEUS_PHONE_", extra="ignore", cli_kebab_case=True,
+                                      cli_implicit_flags=True)
 
     livekit_config: Path = Field(ROOT / "livekit-redis.yaml", description="livekit-server config with redis set")
     sip_config: Path = Field(ROOT / "sip" / "livekit-sip.yaml", description="livekit-sip config")
@@ -157,6 +162,7 @@ def redis_command(address: str) -> list[str]:
 # --- python -m agent phone -----------------------------------------------------------------------
 
 def _start(command: list[str], log_path: Path, cwd: Path) -> subprocess.Popen:
+    # The children get this environment minus LiveKit's credentials (their configs name their own).
     with log_path.open("ab") as out:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
                                 env={k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")})
@@ -238,21 +244,17 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def main(argv: list[str]) -> int:
-    from tts_plugin.settings import add_settings_arguments, settings_from_args
+def phone(settings: PhoneSettings) -> int:
+    from .server.livekit_token import LiveKitSettings
 
-    parser = argparse.ArgumentParser(prog="python -m agent phone", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_settings_arguments(parser, PhoneSettings)
-    args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = settings_from_args(args, PhoneSettings)
     if settings.provision_only:
-        missing = [name for name in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET") if not os.environ.get(name)]
-        if missing:
-            parser.error(f"--provision-only needs {', '.join(missing)}")
-        done = asyncio.run(_provision_on(os.environ["LIVEKIT_URL"], os.environ["LIVEKIT_API_KEY"],
-                                         os.environ["LIVEKIT_API_SECRET"], settings))
+        livekit = LiveKitSettings()
+        if not (livekit.url and livekit.api_key and livekit.api_secret):
+            print("error: --provision-only needs LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET", file=sys.stderr)
+            return 2
+        done = asyncio.run(_provision_on(livekit.url, livekit.api_key, livekit.api_secret.get_secret_value(),
+                                         settings))
         print(f"trunk {done.trunk_id}, dispatch rule {done.dispatch_rule_id} (bound to the trunk)")
         return 0
     return run_stack(settings)

@@ -6,37 +6,40 @@ first-audio latency, audio seconds and real-time factor.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
 import sys
 from contextlib import aclosing
+from pathlib import Path
 
-import numpy as np
-import soundfile
+from pydantic import Field
 
-from tts_plugin.engine.engine import OrpheusEngine
-from tts_plugin.engine.model_source import ModelUnavailable, choose_models
-from tts_plugin.engine.profiles import get_profile
-from tts_plugin.engine.snac_codec import SAMPLE_RATE
-from tts_plugin.engine.text import TextError, validate
-from tts_plugin.engine.voices import VoiceCatalog
-from tts_plugin.settings import add_settings_arguments, settings_from_args
+from tts_plugin.settings import EngineSettings, LogLevel
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m agent synth", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--text", help="text to speak (default: read stdin)")
-    parser.add_argument("--out", required=True, help="output WAV path")
-    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
-    add_settings_arguments(parser)  # --voice, --model, --snac-model, --temperature, ...
-    return parser.parse_args(argv)
+class SynthCommand(EngineSettings):
+    """
+    Text (--text or stdin) -> 24 kHz mono 16-bit WAV, written as the audio streams in; then one JSON line
+    with the first-audio latency, audio seconds and real-time factor. Engine flags are ORPHEUS_ variables too.
+    """
+
+    text: str | None = Field(None, description="text to speak (default: read stdin)")
+    out: Path = Field(description="output WAV path")
+    log_level: LogLevel = "warning"
 
 
-async def synthesize_to_wav(args: argparse.Namespace, text: str) -> dict:
-    settings = settings_from_args(args)
+async def synthesize_to_wav(settings: SynthCommand, text: str) -> dict:
+    import numpy as np
+    import soundfile
+
+    from tts_plugin.engine.engine import OrpheusEngine
+    from tts_plugin.engine.model_source import choose_models
+    from tts_plugin.engine.profiles import get_profile
+    from tts_plugin.engine.snac_codec import SAMPLE_RATE
+    from tts_plugin.engine.text import validate
+    from tts_plugin.engine.voices import VoiceCatalog
+
     # Refuse bad input before paying for the engine's start-up.
     validate(text, settings.max_input_chars)
     VoiceCatalog.for_profile(get_profile(settings.profile), default=settings.voice, aliases=settings.voice_aliases)
@@ -46,12 +49,12 @@ async def synthesize_to_wav(args: argparse.Namespace, text: str) -> dict:
     engine = await OrpheusEngine.start(choice.settings)
     try:
         stream = engine.synthesize(text, voice=settings.voice)
-        with soundfile.SoundFile(args.out, "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16") as wav:
+        with soundfile.SoundFile(settings.out, "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16") as wav:
             async with aclosing(stream):
                 async for pcm in stream:
                     wav.write(np.frombuffer(pcm, dtype="<i2"))
         m = stream.metrics
-        return {"out": args.out, "first_audio_ms": None if m.ttfb_s is None else round(m.ttfb_s * 1000, 1),
+        return {"out": str(settings.out), "first_audio_ms": None if m.ttfb_s is None else round(m.ttfb_s * 1000, 1),
                 "audio_s": round(m.audio_s, 3), "rtf": None if m.rtf is None else round(m.rtf, 3),
                 "sentences": m.sentences, "frames": m.frames, "invalid_tokens": m.invalid_tokens,
                 "prompt_tokens": m.prompt_tokens, "model": choice.settings.model, "demo": choice.demo}
@@ -59,17 +62,19 @@ async def synthesize_to_wav(args: argparse.Namespace, text: str) -> dict:
         await engine.aclose()
 
 
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    text = args.text if args.text is not None else sys.stdin.read()
+def synth(settings: SynthCommand) -> int:
+    from tts_plugin.engine.model_source import ModelUnavailable
+    from tts_plugin.engine.text import TextError
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    text = settings.text if settings.text is not None else sys.stdin.read()
     try:
-        result = asyncio.run(synthesize_to_wav(args, text))
+        result = asyncio.run(synthesize_to_wav(settings, text))
     except (TextError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ModelUnavailable as e:
-        if args.log_level == "debug":
+        if settings.log_level == "debug":
             logging.getLogger("orpheus").exception("start-up failed")
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -23,19 +23,18 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
 
 from tts_plugin import hops
+from tts_plugin.settings import ServerClientSettings
 
 log = logging.getLogger("orpheus.agent")
 
 
-class WorkerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ORPHEUS_", extra="ignore", protected_namespaces=())
+class WorkerSettings(ServerClientSettings):
+    """The agent worker: the TTS server it speaks through (``ServerClientSettings``), then its own.
+    No flags: the command line is livekit-agents' (dev, start, console)."""
 
-    server_url: str | None = Field(None, description="TTS server base URL, e.g. http://127.0.0.1:8000")
-    api_key: SecretStr | None = Field(None, description="the TTS server's API key (one of its ORPHEUS_API_KEYS)")
     agent_name: str = Field("", description="register for explicit dispatch under this name")
     voice: str | None = Field(None, description="speaker (default: tara)")
     agent_greeting: str = Field("Hello! Send me a message and I will say it out loud.",

@@ -120,12 +120,12 @@ def test_a_3b_model_on_a_cpu_only_machine_is_warned_about(tmp_path, caplog):
     from transformers import LlamaConfig
 
     from tts_plugin.engine.model_source import choose_models
-    from tts_plugin.settings import OrpheusSettings
+    from tts_plugin.settings import EngineSettings
 
     LlamaConfig(vocab_size=156940, hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
                 num_attention_heads=24, num_key_value_heads=8).save_pretrained(tmp_path)
     with caplog.at_level("WARNING", logger="orpheus.engine"):
-        choice = choose_models(OrpheusSettings(model=str(tmp_path), snac_model="random"))
+        choice = choose_models(EngineSettings(model=str(tmp_path), snac_model="random"))
     assert choice.settings.model == str(tmp_path) and choice.notice is None
     warned = [r.getMessage() for r in caplog.records if "far below real time" in r.getMessage()]
     if torch.cuda.is_available():

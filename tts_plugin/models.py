@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-# Voices of the English Orpheus finetune (REFERENCE §1). Other profiles may know other names.
-TTSVoices = Literal["tara", "leah", "jess", "leo", "dan", "mia", "zac", "zoe"]
+from .engine.profiles import ORPHEUS
+
+# The default profile's voices (declared there, checked by the engine's VoiceCatalog); the server's
+# profile decides what it accepts, so any str still goes through.
+TTSVoices = Literal[ORPHEUS.voices]  # type: ignore[valid-type]
 
 # Checkpoints with the Orpheus prompt layout; the model itself is chosen where the engine runs
 # (the TTS server's ORPHEUS_MODEL, or the in-process engine's settings).
@@ -17,6 +20,6 @@ TTSModels = Literal[
 # Emotion tags the finetune acts on; write them inline: "That's funny <laugh> really."
 TTSTags = Literal["<laugh>", "<chuckle>", "<sigh>", "<cough>", "<sniffle>", "<groan>", "<yawn>", "<gasp>"]
 
-DEFAULT_VOICE: TTSVoices = "tara"
+DEFAULT_VOICE: TTSVoices = ORPHEUS.default_voice
 SAMPLE_RATE = 24000
 NUM_CHANNELS = 1

@@ -1,18 +1,34 @@
-"""Typed settings: every knob reads ``ORPHEUS_<NAME>`` and has a matching ``--name`` CLI flag."""
+"""Typed settings by layer: every knob reads ``ORPHEUS_<NAME>`` and has a matching ``--name`` flag.
+
+``EngineSettings`` is what the speech engine needs (models, vLLM, sampling defaults, decoding);
+the TTS server's own settings extend it (``agent/server/config.py``), and ``ServerClientSettings``
+is how the plugin and the worker reach a server. The flags come from pydantic-settings' CLI
+(``ORPHEUS_SETTINGS`` turns it on for a class that is parsed from a command line).
+"""
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .sampling import SamplingDefaults
 
-class OrpheusSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ORPHEUS_", extra="ignore", protected_namespaces=())
+# Shared by every ORPHEUS_ settings class: --kebab-case flags, --x/--no-x for booleans, and
+# other ORPHEUS_ variables (another layer's) ignored rather than refused.
+ORPHEUS_SETTINGS = SettingsConfigDict(
+    env_prefix="ORPHEUS_", extra="ignore", protected_namespaces=(),
+    cli_kebab_case=True, cli_implicit_flags=True, cli_hide_none_type=True,
+)
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class EngineSettings(SamplingDefaults, BaseSettings):
+    """The speech engine: models, vLLM, sampling defaults (per request overridable), text and decoding."""
+
+    model_config = ORPHEUS_SETTINGS
 
     # Models
     model: str = Field("canopylabs/orpheus-3b-0.1-ft", description="LM: Hugging Face id or local dir")
@@ -53,13 +69,6 @@ class OrpheusSettings(BaseSettings):
         True, description="logits processor keeping every token inside its SNAC slot's code range"
     )
 
-    # Sampling defaults (values users found stable with Orpheus)
-    temperature: float = Field(0.6, ge=0.0, le=2.0)
-    top_p: float = Field(0.8, gt=0.0, le=1.0)
-    repetition_penalty: float = Field(1.1, ge=1.0, le=2.0)
-    max_tokens: int = Field(8192, ge=7, description="cap on audio tokens per sentence")
-    seed: int | None = None
-
     # Text and audio
     voice: str | None = Field(None, description="default voice (profile default when unset)")
     voice_aliases: dict[str, str] | None = Field(
@@ -80,34 +89,16 @@ class OrpheusSettings(BaseSettings):
     )
     snac_dtype: Literal["float32", "bfloat16"] = "float32"
 
-    # Server
-    host: str = "127.0.0.1"
-    port: int = 8000
-
 
 class ServerClientSettings(BaseSettings):
     """How a client (the plugin, the worker) reaches a TTS server: ``ORPHEUS_SERVER_URL``, ``ORPHEUS_API_KEY``."""
 
-    model_config = SettingsConfigDict(env_prefix="ORPHEUS_", extra="ignore")
+    model_config = ORPHEUS_SETTINGS
 
     server_url: str | None = Field(None, description="TTS server base URL, e.g. http://127.0.0.1:8000")
     api_key: SecretStr | None = Field(None, description="one of the server's ORPHEUS_API_KEYS")
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser,
-                           settings_cls: type[BaseSettings] = OrpheusSettings) -> None:
-    """One ``--kebab-name`` flag per settings field; unset flags fall back to env/defaults."""
-    for name, field in settings_cls.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        if field.annotation is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
-                                help=field.description)
-        elif "dict" in str(field.annotation):
-            parser.add_argument(flag, dest=name, default=None, type=json.loads, help=field.description)
-        else:
-            parser.add_argument(flag, dest=name, default=None, help=field.description)
-
-
-def settings_from_args(args: argparse.Namespace, settings_cls: type[BaseSettings] = OrpheusSettings):
-    overrides = {k: v for k, v in vars(args).items() if k in settings_cls.model_fields and v is not None}
-    return settings_cls(**overrides)
+def invalid_settings(exc: ValidationError) -> str:
+    """One line naming each bad setting; never the value (it may be a key)."""
+    return "invalid settings: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

@@ -7,7 +7,7 @@
     session = AgentSession(tts=tts, ...)
 
 Without a server URL the engine runs in this process (started on first use from
-``OrpheusSettings``): fine for scripts and tests, not for agent workers with many jobs.
+``EngineSettings``): fine for scripts and tests, not for agent workers with many jobs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -28,21 +27,19 @@ from .backends.base import SpeakOptions, SpeechBackend
 from .backends.local import EngineBackend
 from .backends.remote import ServerBackend
 from .models import DEFAULT_VOICE, NUM_CHANNELS, SAMPLE_RATE, TTSVoices
+from .sampling import SamplingOptions
 from .settings import ServerClientSettings
 
 if TYPE_CHECKING:
     from .engine.engine import OrpheusEngine
-    from .settings import OrpheusSettings
+    from .settings import EngineSettings
 
 
-def _checked(opts: SpeakOptions) -> SpeakOptions:
-    """Refuse bad values when they are set, not at the first turn."""
-    from .engine.generator import SamplingOptions
-
-    if not isinstance(opts.voice, str) or not opts.voice.strip():
+def _checked(voice: str, sampling: dict) -> SpeakOptions:
+    """Refuse bad values when they are set, not at the first turn (ValueError)."""
+    if not isinstance(voice, str) or not voice.strip():
         raise ValueError("voice must be a non-empty string")
-    SamplingOptions(**opts.sampling())  # range checks (ValueError)
-    return opts
+    return SpeakOptions(voice=voice, sampling_options=SamplingOptions(**sampling))
 
 
 class OrpheusTTS(tts.TTS):
@@ -50,22 +47,19 @@ class OrpheusTTS(tts.TTS):
         self,
         *,
         voice: TTSVoices | str = DEFAULT_VOICE,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        repetition_penalty: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
         server_url: NotGivenOr[str | None] = NOT_GIVEN,
         api_key: NotGivenOr[str | None] = NOT_GIVEN,
         engine: OrpheusEngine | None = None,
-        settings: OrpheusSettings | None = None,
+        settings: EngineSettings | None = None,
         http_session: aiohttp.ClientSession | None = None,
+        **sampling: float | int | None,
     ) -> None:
         """
         Args:
             voice: speaker name of the model ("tara", "leo", ...).
-            temperature, top_p, repetition_penalty, max_tokens, seed: sampling; None keeps the
-                engine's defaults. ``max_tokens`` caps the audio tokens of one sentence.
+            **sampling: ``temperature``, ``top_p``, ``repetition_penalty``, ``max_tokens`` (audio
+                tokens of one sentence), ``seed``: names and bounds of ``SamplingOptions``; unset or
+                None keeps the engine's defaults.
             server_url: base URL of the TTS server (``http://127.0.0.1:8000``); defaults to
                 ``ORPHEUS_SERVER_URL``. None or unset: the in-process engine.
             api_key: the server's API key (sent as ``Authorization: Bearer``); defaults to
@@ -76,9 +70,7 @@ class OrpheusTTS(tts.TTS):
         """
         super().__init__(capabilities=tts.TTSCapabilities(streaming=True), sample_rate=SAMPLE_RATE,
                          num_channels=NUM_CHANNELS)
-        self._opts = _checked(SpeakOptions(voice=voice, temperature=temperature, top_p=top_p,
-                                           repetition_penalty=repetition_penalty, max_tokens=max_tokens,
-                                           seed=seed))
+        self._opts = _checked(voice, sampling)
         client = ServerClientSettings()
         url = server_url if is_given(server_url) else client.server_url
         key = api_key if is_given(api_key) else (client.api_key.get_secret_value() if client.api_key else None)
@@ -111,17 +103,14 @@ class OrpheusTTS(tts.TTS):
         self,
         *,
         voice: NotGivenOr[TTSVoices | str] = NOT_GIVEN,
-        temperature: NotGivenOr[float | None] = NOT_GIVEN,
-        top_p: NotGivenOr[float | None] = NOT_GIVEN,
-        repetition_penalty: NotGivenOr[float | None] = NOT_GIVEN,
-        max_tokens: NotGivenOr[int | None] = NOT_GIVEN,
-        seed: NotGivenOr[int | None] = NOT_GIVEN,
+        **sampling: float | int | None,
     ) -> None:
-        """Change options for streams created from now on (running streams keep theirs)."""
-        changes = {k: v for k, v in dict(voice=voice, temperature=temperature, top_p=top_p,
-                                         repetition_penalty=repetition_penalty, max_tokens=max_tokens,
-                                         seed=seed).items() if is_given(v)}
-        self._opts = _checked(replace(self._opts, **changes))
+        """Change options for streams created from now on (running streams keep theirs).
+
+        ``sampling``: the knobs to change (as in the constructor); None puts one back to the engine's default.
+        """
+        self._opts = _checked(voice if is_given(voice) else self._opts.voice,
+                              {**self._opts.sampling(), **sampling})
 
     def prewarm(self) -> None:
         """Open a server connection (or start the in-process engine) before the first turn."""
@@ -149,7 +138,7 @@ class ChunkedStream(tts.ChunkedStream):
     def __init__(self, *, tts: OrpheusTTS, input_text: str, conn_options: APIConnectOptions) -> None:
         super().__init__(tts=tts, input_text=input_text, conn_options=conn_options)
         self._tts: OrpheusTTS = tts
-        self._opts = replace(tts._opts)
+        self._opts = tts._opts  # frozen: a snapshot
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         segment_id = utils.shortuuid()
@@ -168,7 +157,7 @@ class SynthesizeStream(tts.SynthesizeStream):
     def __init__(self, *, tts: OrpheusTTS, conn_options: APIConnectOptions) -> None:
         super().__init__(tts=tts, conn_options=conn_options)
         self._tts: OrpheusTTS = tts
-        self._opts = replace(tts._opts)
+        self._opts = tts._opts  # frozen: a snapshot
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         # A fresh id per stream: the server tags audio with it, so audio of an earlier,

@@ -98,7 +98,7 @@ def create_app(settings: ServerSettings, engine: OrpheusEngine | None = None, *,
     app.include_router(rtc.router)
     app.include_router(livekit_token_router(LiveKitTokenConfig.from_env(  # GET /v1/livekit/token (listener tokens)
         room_pattern=settings.livekit_token_rooms, max_ttl_s=settings.livekit_token_max_ttl_s,
-        per_minute=settings.livekit_token_per_minute)))
+        per_minute=settings.livekit_token_per_minute, agent_name=settings.agent_name)))
     for adapter in (orpheus_fastapi, chatterbox_sse, chatterbox_ws):  # other servers' APIs (README)
         app.include_router(adapter.router)
     vendor = settings.web_dir / "node_modules" / "livekit-client" / "dist"

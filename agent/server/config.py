@@ -1,11 +1,11 @@
-"""Server settings: the engine's ``OrpheusSettings`` plus what only the server needs.
+"""Server settings: the engine's ``EngineSettings`` plus what only the server needs.
 
-Same rule as the engine: every field reads ``ORPHEUS_<NAME>`` and has a ``--kebab-name`` flag.
+Same rule as the engine: every field reads ``ORPHEUS_<NAME>`` and has a ``--kebab-name`` flag
+(``python -m agent serve --help`` lists them all).
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from tts_plugin.settings import OrpheusSettings, add_settings_arguments, settings_from_args
+from tts_plugin.settings import EngineSettings, LogLevel
 
 from .livekit_token import DEFAULT_ROOMS
 
@@ -22,7 +22,15 @@ API_KEY_CHARS = re.compile(r"[A-Za-z0-9._~-]+")
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 
 
-class ServerSettings(OrpheusSettings):
+class ServerSettings(EngineSettings):
+    """
+    The long-lived TTS server (HTTP/WebSocket API, WebRTC listener, web page). Every flag is also an
+    environment variable: ORPHEUS_ and its name (--snac-model = ORPHEUS_SNAC_MODEL).
+    """
+
+    host: str = Field("127.0.0.1", description="address to listen on (another than loopback needs API keys)")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    log_level: LogLevel = "info"
     warmup: bool = Field(True, description="one short generation at start-up, before /health says ok")
     max_request_bytes: int = Field(1 << 20, ge=1024, description="largest HTTP request body accepted")
     max_ws_message_bytes: int = Field(1 << 20, ge=1024, description="largest WebSocket message accepted")
@@ -58,6 +66,7 @@ class ServerSettings(OrpheusSettings):
         [], description="comma-separated browser origins allowed on the WebSocket and /rtc/offer besides the "
                         "server's own ('*': any)"
     )
+    agent_name: str = Field("", description="agent a listener token dispatches to its room (the worker's name)")
     livekit_token_rooms: str = Field(
         DEFAULT_ROOMS, description="regex a listener token's room must match (never call-*)"
     )
@@ -103,11 +112,3 @@ class ServerSettings(OrpheusSettings):
     def _compiles(cls, pattern: str) -> str:
         re.compile(pattern)
         return pattern
-
-
-def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    add_settings_arguments(parser, ServerSettings)
-
-
-def server_settings_from_args(args: argparse.Namespace) -> ServerSettings:
-    return settings_from_args(args, ServerSettings)

@@ -11,14 +11,13 @@ address gets at most ``per_minute`` tokens a minute. The route sits behind the A
 other (see ``auth.py``).
 
 Reads the standard ``LIVEKIT_URL``, ``LIVEKIT_API_KEY``, ``LIVEKIT_API_SECRET`` (plus
-``LIVEKIT_PUBLIC_URL`` when browsers reach LiveKit at another address, and ``ORPHEUS_AGENT_NAME``).
+``LIVEKIT_PUBLIC_URL`` when browsers reach LiveKit at another address) through ``LiveKitSettings``.
 Include it with ``app.include_router(livekit_token_router())``.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 import secrets
 import time
@@ -27,7 +26,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ApiError
 
@@ -35,6 +35,17 @@ NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_TTL_S = 3600
 DEFAULT_ROOMS = r"orpheus(-[A-Za-z0-9_]{1,48})?"
 PHONE_ROOM_PREFIX = "call-"  # sip/dispatch-rule.json: one room per caller
+
+
+class LiveKitSettings(BaseSettings):
+    """LiveKit's own variables (the names every LiveKit tool reads), not ORPHEUS_ ones."""
+
+    model_config = SettingsConfigDict(env_prefix="LIVEKIT_", extra="ignore")
+
+    url: str | None = None
+    public_url: str | None = None  # where browsers reach LiveKit, when not at url
+    api_key: str | None = None
+    api_secret: SecretStr | None = None
 
 
 @dataclass(frozen=True)
@@ -49,12 +60,11 @@ class LiveKitTokenConfig:
     per_minute: int = 20
 
     @classmethod
-    def from_env(cls, **scope) -> LiveKitTokenConfig:
-        """LiveKit's own variables (the names every LiveKit tool reads); ``scope``: the server's settings."""
-        env = os.environ
-        return cls(url=env.get("LIVEKIT_PUBLIC_URL") or env.get("LIVEKIT_URL"),
-                   api_key=env.get("LIVEKIT_API_KEY"), api_secret=env.get("LIVEKIT_API_SECRET"),
-                   agent_name=env.get("ORPHEUS_AGENT_NAME", ""), **scope)
+    def from_env(cls, livekit: LiveKitSettings | None = None, **scope) -> LiveKitTokenConfig:
+        """``livekit``: LiveKit's variables (read now when None); ``scope``: the server's settings."""
+        livekit = livekit or LiveKitSettings()
+        secret = livekit.api_secret.get_secret_value() if livekit.api_secret else None
+        return cls(url=livekit.public_url or livekit.url, api_key=livekit.api_key, api_secret=secret, **scope)
 
     @property
     def configured(self) -> bool:

@@ -5,7 +5,6 @@ Exit status: 0 after a SIGTERM/SIGINT drain; 1 when the speech engine died (a su
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
 import logging
@@ -15,11 +14,10 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 import uvicorn
-from pydantic import ValidationError
 
 from tts_plugin.engine.model_source import ModelUnavailable, choose_models
 
-from .config import ServerSettings, add_server_arguments, server_settings_from_args
+from .config import ServerSettings
 from .lifecycle import drain
 from .slow_clients import guarded_protocol
 
@@ -80,25 +78,15 @@ def refuse_open_server(settings: ServerSettings) -> str | None:
 log = logging.getLogger("orpheus.server")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent serve", description=__doc__)
-    add_server_arguments(parser)
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = server_settings_from_args(args)
-    except ValidationError as exc:  # one line per problem; never the input (it may be a key)
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        print(f"error: invalid settings: {problems}", file=sys.stderr)
-        return 2
+def serve(settings: ServerSettings) -> int:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if reason := refuse_open_server(settings):
         print(f"error: {reason}", file=sys.stderr)
         return 2
     try:
         choice = choose_models(settings)
     except ModelUnavailable as exc:
-        if args.log_level == "debug":
+        if settings.log_level == "debug":
             log.exception("start-up failed")
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -108,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = choice.settings
     app = create_app(settings, demo=choice.demo)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=args.log_level,
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             http=guarded_protocol(settings.http_header_timeout_s, settings.socket_send_buffer_bytes),
                             timeout_keep_alive=settings.http_keep_alive_s, ws_max_size=settings.max_ws_message_bytes,
                             ws_ping_interval=settings.ws_ping_interval_s, ws_ping_timeout=settings.ws_ping_interval_s,

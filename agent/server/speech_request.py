@@ -8,29 +8,23 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, ConfigDict, Field, field_validator
 
 from tts_plugin.engine.engine import OrpheusEngine, SpeechStream
-from tts_plugin.engine.generator import SamplingOptions
+from tts_plugin.sampling import SamplingOptions
 
 from .audio_formats import RESPONSE_FORMATS
 
 
-class SamplingFields(BaseModel):
+class SamplingFields(SamplingOptions):
     """Orpheus sampling options, flat in every request body (HTTP, WebSocket, data channel);
-    with the OpenAI SDK send them through ``extra_body``. Ranges come from ``SamplingOptions``."""
+    with the OpenAI SDK send them through ``extra_body``. Names and ranges: ``SamplingOptions``."""
 
-    # strict: `max_tokens: true` or `"0.5"` are mistakes, not 1 and 0.5; NaN/inf are never a setting
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-
-    temperature: float | None = SamplingOptions.model_fields["temperature"]
-    top_p: float | None = SamplingOptions.model_fields["top_p"]
-    repetition_penalty: float | None = SamplingOptions.model_fields["repetition_penalty"]
-    max_tokens: int | None = SamplingOptions.model_fields["max_tokens"]
-    seed: int | None = SamplingOptions.model_fields["seed"]
+    # strict: `max_tokens: true` or `"0.5"` are mistakes, not 1 and 0.5; not frozen: request bodies
+    model_config = ConfigDict(strict=True, frozen=False)
 
     def sampling(self) -> SamplingOptions:
-        return SamplingOptions(**{k: getattr(self, k) for k in SamplingOptions.model_fields})
+        return SamplingOptions(**self.model_dump(include=set(SamplingOptions.model_fields)))
 
 
 class SpeechRequest(SamplingFields):

@@ -9,25 +9,23 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from livekit.agents import APIConnectOptions
 
+from ..sampling import SamplingOptions
 
-@dataclass
+
+@dataclass(frozen=True)
 class SpeakOptions:
-    """Per-stream options. The TTS snapshots a copy for every stream it creates."""
+    """Per-stream options. The TTS snapshots them for every stream it creates (both parts are frozen)."""
 
     voice: str
-    # Sampling; None = the engine's defaults (settings of the server or of the in-process engine).
-    temperature: float | None = None
-    top_p: float | None = None
-    repetition_penalty: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
+    sampling_options: SamplingOptions = SamplingOptions()  # unset knobs: the engine's defaults
 
     def sampling(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "voice" and v is not None}
+        """The knobs this stream sets, as request fields."""
+        return self.sampling_options.given()
 
 
 class SpeechBackend(ABC):

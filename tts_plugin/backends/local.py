@@ -1,7 +1,7 @@
 """The in-process engine as a backend: for scripts and tests that run everything in one process.
 
 The engine (vLLM + SNAC) is either handed in (shared, not closed here) or started on first use
-from ``OrpheusSettings`` and owned. Agent jobs in production talk to the TTS server instead: one
+from ``EngineSettings`` and owned. Agent jobs in production talk to the TTS server instead: one
 vLLM engine per job process does not scale.
 """
 
@@ -19,11 +19,11 @@ from .base import SpeakOptions, SpeechBackend
 
 if TYPE_CHECKING:
     from ..engine.engine import OrpheusEngine
-    from ..settings import OrpheusSettings
+    from ..settings import EngineSettings
 
 
 class EngineBackend(SpeechBackend):
-    def __init__(self, engine: OrpheusEngine | None = None, settings: OrpheusSettings | None = None) -> None:
+    def __init__(self, engine: OrpheusEngine | None = None, settings: EngineSettings | None = None) -> None:
         self._engine = engine
         self._owns_engine = engine is None
         self._settings = settings
@@ -41,9 +41,9 @@ class EngineBackend(SpeechBackend):
 
     async def _start_engine(self) -> OrpheusEngine:
         from ..engine.engine import OrpheusEngine
-        from ..settings import OrpheusSettings
+        from ..settings import EngineSettings
 
-        settings = self._settings or OrpheusSettings()
+        settings = self._settings or EngineSettings()
         logger.info("starting the in-process engine (model %s)", settings.model)
         engine = await OrpheusEngine.start(settings)
         await engine.warmup()
@@ -81,11 +81,9 @@ class EngineBackend(SpeechBackend):
         conn_options: APIConnectOptions,
         on_text_sent: Callable[[], None],
     ) -> AsyncIterator[bytes]:
-        from ..engine.generator import SamplingOptions
         from ..engine.text import SentenceSplitter, TextError, has_words
 
         engine = await self._get_engine()
-        sampling = SamplingOptions(**opts.sampling())
         sentences = utils.aio.Chan[str]()
 
         async def split_text() -> None:
@@ -106,7 +104,7 @@ class EngineBackend(SpeechBackend):
             index = 0
             async for sentence in sentences:
                 try:
-                    speech = engine.synthesize(sentence, voice=opts.voice, options=sampling,
+                    speech = engine.synthesize(sentence, voice=opts.voice, options=opts.sampling_options,
                                                request_id=f"{segment_id}-{index}")
                 except (TextError, ValueError) as e:  # refused input: unknown voice, too long...
                     raise APIStatusError(str(e), status_code=400, retryable=False) from e

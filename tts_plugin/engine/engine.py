@@ -1,6 +1,6 @@
 """The streaming engine: text in, 24 kHz mono s16le PCM out, as an async iterator.
 
-    engine = await OrpheusEngine.start(OrpheusSettings())
+    engine = await OrpheusEngine.start(EngineSettings())
     stream = engine.synthesize("Hello there.", voice="tara")
     async with contextlib.aclosing(stream):
         async for pcm in stream:      # bytes, s16le, 24 kHz mono
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..settings import OrpheusSettings
+from ..settings import EngineSettings
 from .decode_batcher import DecodePool
 from .decode_stage import DecodeExecutor, StreamDecoder, float_to_pcm16, pcm_from_frames
 from .frames import FrameAssembler, frames_from_tokens
@@ -116,7 +116,7 @@ class SpeechStream:
 
 
 class OrpheusEngine:
-    def __init__(self, settings: OrpheusSettings, generator: TokenGenerator | RemoteTokenGenerator,
+    def __init__(self, settings: EngineSettings, generator: TokenGenerator | RemoteTokenGenerator,
                  prompts: PromptBuilder, codec: SnacCodec,
                  decoder_factory: Callable[[], StreamDecoder] | None = None) -> None:
         self.settings = settings
@@ -140,8 +140,8 @@ class OrpheusEngine:
         self.active_streams = 0
 
     @classmethod
-    async def start(cls, settings: OrpheusSettings | None = None) -> OrpheusEngine:
-        settings = settings or OrpheusSettings()
+    async def start(cls, settings: EngineSettings | None = None) -> OrpheusEngine:
+        settings = settings or EngineSettings()
         profile = get_profile(settings.profile)
         # Loading blocks for seconds: in threads, so a server's loop keeps answering /health.
         prompts = await asyncio.to_thread(PromptBuilder.load, settings.tokenizer or settings.model, profile)

@@ -14,9 +14,8 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from ..settings import OrpheusSettings
+from ..sampling import SamplingOptions
+from ..settings import EngineSettings
 from .profiles import END_OF_SPEECH
 
 
@@ -28,29 +27,13 @@ class EngineFailure(GenerationError):
     """The in-process vLLM engine is dead (its engine core process exited): nothing more will run."""
 
 
-class SamplingOptions(BaseModel):
-    """Per-request sampling; unset fields take the server's defaults."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    repetition_penalty: float | None = Field(None, ge=1.0, le=2.0)
-    max_tokens: int | None = Field(None, ge=7, le=65536, description="cap on audio tokens per sentence")
-    seed: int | None = Field(None, ge=0, le=2**63 - 1)
-
-    def resolved(self, settings: OrpheusSettings) -> SamplingOptions:
-        defaults = {k: getattr(settings, k) for k in SamplingOptions.model_fields}
-        return SamplingOptions(**{**defaults, **self.model_dump(exclude_none=True)})
-
-
 class TokenGenerator:
     def __init__(self, llm, *, constrain_tokens: bool) -> None:
         self.llm = llm
         self.constrain_tokens = constrain_tokens
 
     @classmethod
-    def start(cls, settings: OrpheusSettings) -> TokenGenerator:
+    def start(cls, settings: EngineSettings) -> TokenGenerator:
         """Build the AsyncLLM from settings (CPU: explicit KV cache size, eager mode)."""
         # vLLM reads this flag from the environment only.
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if settings.engine_multiprocessing else "0"

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..settings import OrpheusSettings
+from ..settings import EngineSettings
 from .demo_model import DEMO_MARKER, make_test_model
 
 log = logging.getLogger("orpheus.engine")
@@ -27,12 +27,12 @@ class ModelUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelChoice:
-    settings: OrpheusSettings  # what to load
+    settings: EngineSettings  # what to load
     demo: bool  # random weights: the audio is noise, never speech
     notice: str | None = None  # why the demo model stands in, for the console
 
 
-def choose_models(settings: OrpheusSettings) -> ModelChoice:
+def choose_models(settings: EngineSettings) -> ModelChoice:
     what = f"model {settings.model!r}"
     try:
         config = _probe_lm(settings)
@@ -50,7 +50,7 @@ def choose_models(settings: OrpheusSettings) -> ModelChoice:
     return ModelChoice(settings, demo=is_demo_model(settings))
 
 
-def is_demo_model(settings: OrpheusSettings) -> bool:
+def is_demo_model(settings: EngineSettings) -> bool:
     return settings.snac_model == "random" or (Path(settings.model) / DEMO_MARKER).exists()
 
 
@@ -61,7 +61,7 @@ def ensure_demo_model(directory: Path) -> Path:
     return directory
 
 
-def _demo(settings: OrpheusSettings, cause: str) -> ModelChoice:
+def _demo(settings: EngineSettings, cause: str) -> ModelChoice:
     directory = ensure_demo_model(settings.demo_model_dir)
     update = {"model": str(directory), "tokenizer": None, "snac_model": "random"}
     if "top_p" not in settings.model_fields_set:
@@ -72,7 +72,7 @@ def _demo(settings: OrpheusSettings, cause: str) -> ModelChoice:
     return ModelChoice(settings.model_copy(update=update), demo=True, notice=notice)
 
 
-def _probe_lm(settings: OrpheusSettings):
+def _probe_lm(settings: EngineSettings):
     """The LM's config (None for a remote LM, where only the tokenizer is needed here)."""
     from transformers import AutoConfig, AutoTokenizer
 
@@ -124,7 +124,7 @@ def _check_hub_reachable(timeout_s: float = 3.0) -> None:
         raise OSError(f"not in the local cache, and the model hub {url.hostname} is unreachable ({exc})") from None
 
 
-def _warn_if_slow_on_cpu(settings: OrpheusSettings, config) -> None:
+def _warn_if_slow_on_cpu(settings: EngineSettings, config) -> None:
     import torch
 
     hidden = getattr(config, "hidden_size", 0)

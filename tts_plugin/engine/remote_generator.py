@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
-from ..settings import OrpheusSettings
+from ..settings import EngineSettings
 from .generator import GenerationError, SamplingOptions
 from .logits import SLOT_CONSTRAINT_ARG
 from .profiles import END_OF_SPEECH
@@ -43,7 +43,7 @@ class RemoteTokenGenerator:
         self._running = 0
 
     @classmethod
-    async def connect(cls, settings: OrpheusSettings) -> RemoteTokenGenerator:
+    async def connect(cls, settings: EngineSettings) -> RemoteTokenGenerator:
         """Wait (up to ``vllm_wait_s``) for the server to be up, check that it serves the model."""
         api_key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
         generator = cls(settings.vllm_url, settings.vllm_model or settings.model, api_key=api_key,
