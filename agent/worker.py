@@ -118,6 +118,12 @@ async def entrypoint(ctx) -> None:
     # The room's first participant is the one the agent talks to. A phone call's room is that
     # call's alone: when the caller hangs up, the room goes too (and with it this job).
     caller = await ctx.wait_for_participant()
+    if (twin := agent_already_in_room(ctx.room, ctx.job.agent_name)) is not None:
+        # A room of a livekit-server node that died is re-created on another node when its agent
+        # reconnects there, and LiveKit dispatches the agent again: two agents would answer.
+        log.info("room %s already has agent %s for %r: this job leaves", ctx.room.name, twin, ctx.job.agent_name)
+        ctx.shutdown(reason="the room already has this agent")
+        return
     phone_call = caller.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP
     if phone_call:
         ctx.room.on("sip_dtmf_received", keypad.on_dtmf)
@@ -131,6 +137,18 @@ async def entrypoint(ctx) -> None:
     hops.mark("session_started", ctx.room.name)
     if greeting is not None:
         keypad.say(settings.agent_greeting, audio=frames_of(greeting))
+
+
+def agent_already_in_room(room, agent_name: str) -> str | None:
+    """The identity of another participant of ``room`` that is this agent (same agent name), if any."""
+    from livekit import rtc
+    from livekit.agents.types import ATTRIBUTE_AGENT_NAME
+
+    for participant in room.remote_participants.values():
+        if (participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+                and participant.attributes.get(ATTRIBUTE_AGENT_NAME, "") == agent_name):
+            return participant.identity
+    return None
 
 
 async def frames_of(stream) -> AsyncIterator:

@@ -9,7 +9,8 @@ import pytest
 
 pytest_plugins = ["tests.fixtures.models", "tests.fixtures.engine", "tests.fixtures.server",
                   "tests.fixtures.livekit", "tests.fixtures.vllm_server",
-                  "tests.fixtures.secured_server", "tests.fixtures.phone"]
+                  "tests.fixtures.secured_server", "tests.fixtures.phone",
+                  "tests.fixtures.livekit_cluster"]
 
 TIERS = ("unit", "engine", "server", "livekit", "browser", "phone")
 FIXTURE_TIERS = {  # heaviest first
