@@ -19,9 +19,9 @@ import soundfile
 from tts_plugin.engine.engine import OrpheusEngine
 from tts_plugin.engine.model_source import ModelUnavailable, choose_models
 from tts_plugin.engine.profiles import get_profile
-from tts_plugin.engine.snac_codec import SAMPLE_RATE
 from tts_plugin.engine.text import TextError, validate
 from tts_plugin.engine.voices import VoiceCatalog
+from tts_plugin.protocol import CHANNELS, SAMPLE_RATE, metrics_payload
 from tts_plugin.settings import add_settings_arguments, settings_from_args
 
 
@@ -46,15 +46,12 @@ async def synthesize_to_wav(args: argparse.Namespace, text: str) -> dict:
     engine = await OrpheusEngine.start(choice.settings)
     try:
         stream = engine.synthesize(text, voice=settings.voice)
-        with soundfile.SoundFile(args.out, "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16") as wav:
+        with soundfile.SoundFile(args.out, "w", samplerate=SAMPLE_RATE, channels=CHANNELS, subtype="PCM_16") as wav:
             async with aclosing(stream):
                 async for pcm in stream:
                     wav.write(np.frombuffer(pcm, dtype="<i2"))
-        m = stream.metrics
-        return {"out": args.out, "first_audio_ms": None if m.ttfb_s is None else round(m.ttfb_s * 1000, 1),
-                "audio_s": round(m.audio_s, 3), "rtf": None if m.rtf is None else round(m.rtf, 3),
-                "sentences": m.sentences, "frames": m.frames, "invalid_tokens": m.invalid_tokens,
-                "prompt_tokens": m.prompt_tokens, "model": choice.settings.model, "demo": choice.demo}
+        return {"out": args.out, **metrics_payload(stream.metrics), "frames": stream.metrics.frames,
+                "model": choice.settings.model, "demo": choice.demo}
     finally:
         await engine.aclose()
 

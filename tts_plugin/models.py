@@ -18,5 +18,3 @@ TTSModels = Literal[
 TTSTags = Literal["<laugh>", "<chuckle>", "<sigh>", "<cough>", "<sniffle>", "<groan>", "<yawn>", "<gasp>"]
 
 DEFAULT_VOICE: TTSVoices = "tara"
-SAMPLE_RATE = 24000
-NUM_CHANNELS = 1

@@ -16,6 +16,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
+from ..protocol import SAMPLE_RATE
 from .profiles import FRAME_TOKENS
 
 TAG = re.compile(r"<[a-z_]+>")
@@ -31,7 +32,7 @@ _INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180
 _SURROGATE = re.compile("[\ud800-\udfff]")
 SPLIT_WINDOW_CHARS = 300  # pysbd never sees more at once (~0.13 s for the worst text measured)
 
-TOKENS_PER_SECOND = 24000 / 2048 * FRAME_TOKENS  # 82.03 audio tokens per second of speech
+TOKENS_PER_SECOND = SAMPLE_RATE / 2048 * FRAME_TOKENS  # 82.03 audio tokens per second of speech
 
 
 class TextError(ValueError):
