@@ -103,7 +103,6 @@ class Segment:
     id: str
     voice: str
     options: SamplingOptions
-    received_at: float = field(default_factory=time.perf_counter)
     pieces: asyncio.Queue = field(default_factory=asyncio.Queue)  # str pieces, None = no more text
     closed: bool = False
     cancelled: bool = False
@@ -376,8 +375,7 @@ class SpeechSocket:
             slot.release()
 
     async def _speak_segment(self, seg: Segment, stats: SpeechMetrics) -> None:
-        started = max(seg.received_at, time.perf_counter())
-        seg.received_at = stats.started_at = started
+        stats.started_at = time.perf_counter()  # the segment's TTFB and elapsed time count from here
         await self.send_json({"type": ServerMessage.START, "segment_id": seg.id, "sample_rate": SAMPLE_RATE,
                               "channels": CHANNELS, "format": PCM_FORMAT})
         buffer = ""
