@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from tts_plugin.protocol import CHANNELS, SAMPLE_RATE, metrics_payload
 from tts_plugin.settings import EngineSettings, LogLevel
 
 
@@ -36,7 +37,6 @@ async def synthesize_to_wav(settings: SynthCommand, text: str) -> dict:
     from tts_plugin.engine.engine import OrpheusEngine
     from tts_plugin.engine.model_source import choose_models
     from tts_plugin.engine.profiles import get_profile
-    from tts_plugin.engine.snac_codec import SAMPLE_RATE
     from tts_plugin.engine.text import validate
     from tts_plugin.engine.voices import VoiceCatalog
 
@@ -49,15 +49,12 @@ async def synthesize_to_wav(settings: SynthCommand, text: str) -> dict:
     engine = await OrpheusEngine.start(choice.settings)
     try:
         stream = engine.synthesize(text, voice=settings.voice)
-        with soundfile.SoundFile(settings.out, "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16") as wav:
+        with soundfile.SoundFile(settings.out, "w", samplerate=SAMPLE_RATE, channels=CHANNELS, subtype="PCM_16") as wav:
             async with aclosing(stream):
                 async for pcm in stream:
                     wav.write(np.frombuffer(pcm, dtype="<i2"))
-        m = stream.metrics
-        return {"out": str(settings.out), "first_audio_ms": None if m.ttfb_s is None else round(m.ttfb_s * 1000, 1),
-                "audio_s": round(m.audio_s, 3), "rtf": None if m.rtf is None else round(m.rtf, 3),
-                "sentences": m.sentences, "frames": m.frames, "invalid_tokens": m.invalid_tokens,
-                "prompt_tokens": m.prompt_tokens, "model": choice.settings.model, "demo": choice.demo}
+        return {"out": str(settings.out), **metrics_payload(stream.metrics), "frames": stream.metrics.frames,
+                "model": choice.settings.model, "demo": choice.demo}
     finally:
         await engine.aclose()
 

@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 from tests.fixtures.livekit import start_agent_worker, start_livekit_server  # noqa: E402
 from tests.fixtures.processes import stop_process  # noqa: E402
 from tests.fixtures.server import start_tts_server  # noqa: E402
+from tts_plugin.protocol import CHANNELS, SAMPLE_RATE, WS_PATH  # noqa: E402
 
 SPEECH_RMS = 1000.0  # the random model's speech decodes at ~4000-5000 RMS; silence is ~0
 AGENT = "orpheus-latency"
@@ -95,7 +96,7 @@ class RoomListener:
     async def _read(self, track) -> None:
         from livekit import rtc
 
-        async for event in rtc.AudioStream.from_track(track=track, sample_rate=24000, num_channels=1):
+        async for event in rtc.AudioStream.from_track(track=track, sample_rate=SAMPLE_RATE, num_channels=CHANNELS):
             pcm = np.frombuffer(event.frame.data, "<i2").astype(np.float64)
             self.frames.append((time.time(), float(np.sqrt(np.mean(pcm ** 2))) if len(pcm) else 0.0))
 
@@ -148,7 +149,7 @@ async def server_first_audio(ws_url: str, rounds: int) -> list[float]:
     import websockets
 
     ttfbs = []
-    async with websockets.connect(f"{ws_url}/v1/audio/speech/stream/ws") as ws:
+    async with websockets.connect(f"{ws_url}{WS_PATH}") as ws:
         for index in range(rounds):
             sent = time.perf_counter()
             await ws.send(json.dumps({"type": "speak", "segment_id": f"d{index}", "text": CHAT}))

@@ -44,6 +44,7 @@ from tests.fixtures.phone import (  # noqa: E402
 from tests.fixtures.processes import stop_process  # noqa: E402
 from tests.fixtures.server import start_tts_server  # noqa: E402
 from tests.fixtures.sip_caller import SipPhone, speech_runs  # noqa: E402
+from tts_plugin.protocol import WS_PATH  # noqa: E402
 
 SPEECH_RMS = 1000.0  # as tests/test_phone.py: the tiny model's noise arrives at ~3500, silence at ~3
 DRAIN_S = 1.0
@@ -112,7 +113,7 @@ async def run(args) -> dict:
         try:
             # Interleaved, so both see the same load; the baseline goes first, because after a
             # call the worker starts a fresh idle job process (seconds of CPU) to replace the used one.
-            async with websockets.connect(f"{tts.ws_url}/v1/audio/speech/stream/ws", max_size=None) as ws:
+            async with websockets.connect(f"{tts.ws_url}{WS_PATH}", max_size=None) as ws:
                 for i in range(args.calls):
                     baseline.append(await server_ttfb(ws, args.greeting, i))
                     calls.append(await one_call(phone, bridge, line, livekit))

@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.fixtures.models import ensure_tiny_model  # noqa: E402
+from tts_plugin.protocol import SAMPLE_RATE, SAMPLE_WIDTH, WS_PATH  # noqa: E402
 
-BYTES_PER_S = 24000 * 2
+BYTES_PER_S = SAMPLE_RATE * SAMPLE_WIDTH
 BLOCK_BYTES = 480 * 2  # 20 ms
 
 
@@ -127,7 +128,7 @@ async def run_server(args, server_flags: list[str]) -> list[dict]:
     extra = [*server_flags, *(args.server_args.split() if args.server_args else [])]
     proc = start_server(port, extra)
     server = psutil.Process(proc.pid)
-    url = f"ws://127.0.0.1:{port}/v1/audio/speech/stream/ws"
+    url = f"ws://127.0.0.1:{port}{WS_PATH}"
     base_url = f"http://127.0.0.1:{port}"
     runs = []
     try:

@@ -36,10 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fixtures.processes import stop_process  # noqa: E402
 from tests.fixtures.server import start_tts_server  # noqa: E402
+from tts_plugin.protocol import SAMPLE_RATE, WS_PATH  # noqa: E402
 
-WS_PATH = "/v1/audio/speech/stream/ws"
 FRAME_SAMPLES = 2048
-SAMPLE_RATE = 24000
 SENTENCES = ["Hello there.", "How are you today?", "This is a soak test.", "Numbers like 42 are fine.",
              "Keep going, please.", "One more sentence, then another.", "Short.", "Is anyone listening?"]
 RECEIVE_TIMEOUT_S = 120

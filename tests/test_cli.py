@@ -39,7 +39,7 @@ def test_synth_reads_stdin_writes_24khz_mono_16bit_wav_and_prints_only_its_repor
     info = soundfile.info(out)
     assert (info.samplerate, info.channels, info.subtype) == (24000, 1, "PCM_16")
     assert info.frames == report["frames"] * 2048 == 10 * 2048
-    assert report["first_audio_ms"] > 0 and report["audio_s"] > 0 and report["rtf"] > 0
+    assert report["ttfb_ms"] > 0 and report["audio_s"] > 0 and report["rtf"] > 0
 
 
 def test_synth_refuses_bad_input_before_loading_anything(tmp_path):

@@ -14,10 +14,12 @@ import re
 import httpx
 import numpy as np
 import pytest
-from livekit.agents import APIConnectOptions
+from livekit.agents import APIConnectOptions, APIStatusError
 from livekit.agents.metrics import TTSMetrics
 
 from tts_plugin import OrpheusTTS
+from tts_plugin.backends.base import SpeakOptions
+from tts_plugin.backends.remote import ServerBackend
 
 pytestmark = pytest.mark.server
 
@@ -150,3 +152,36 @@ async def test_audio_of_an_interrupted_turn_never_reaches_the_next_turn(orpheus_
     frames = [ev.frame async for ev in second]
     await second.aclose()
     assert speech_samples(samples(frames)) == SENTENCE_SAMPLES
+
+
+class StrayFrameBackend(ServerBackend):
+    """Sends ``stray`` on each new socket before its first segment, as a faulty client would."""
+
+    def __init__(self, base_url: str, stray: str) -> None:
+        super().__init__(base_url)
+        self.stray = stray
+
+    async def _connect_ws(self, timeout: float):
+        ws = await super()._connect_ws(timeout)
+        await ws.send_str(self.stray)
+        return ws
+
+
+@pytest.mark.parametrize(("stray", "code"), [("{not json", "bad_json"), ('{"type": "sing"}', "unknown_type"),
+                                             ("[1, 2]", "bad_request")])
+async def test_the_servers_refusal_of_a_bad_message_reaches_the_plugin_as_a_non_retryable_client_error(
+        tts_server, stray, code):
+    backend = StrayFrameBackend(tts_server.base_url, stray)
+
+    async def text():
+        yield "Hello there."
+
+    try:
+        with pytest.raises(APIStatusError) as caught:
+            async for _ in backend.speak(text(), SpeakOptions(voice="tara"), segment_id="stray-1",
+                                         conn_options=NO_RETRY, on_text_sent=lambda: None):
+                pass
+    finally:
+        await backend.aclose()
+    assert caught.value.body["code"] == code and caught.value.status_code == 400 and not caught.value.retryable
+    await asyncio.to_thread(tts_server.wait_idle)  # the refused stream's segment was cancelled at the server

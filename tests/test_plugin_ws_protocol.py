@@ -14,11 +14,13 @@ import socket
 import numpy as np
 import pytest
 from aiohttp import WSMsgType, web
-from livekit.agents import APIConnectionError, APIConnectOptions, APIStatusError
+from livekit.agents import APIConnectionError, APIConnectOptions, APIError, APIStatusError
 
 from tts_plugin import OrpheusTTS
+from tts_plugin.protocol import ErrorCode
 
 NO_RETRY = APIConnectOptions(max_retry=0, timeout=10)
+ONE_RETRY = APIConnectOptions(max_retry=1, retry_interval=0.05, timeout=10)
 TONE = (np.sin(np.arange(4800) * 2 * np.pi * 440 / 24000) * 8000).astype("<i2").tobytes()  # 0.2 s
 
 
@@ -163,16 +165,23 @@ def test_update_options_refuses_out_of_range_sampling():
     assert tts.voice == "tara"
 
 
-async def test_a_refused_request_raises_a_non_retryable_status_error():
-    async with ScriptedServer(error_code="bad_request") as server:
+@pytest.mark.parametrize("code", list(ErrorCode), ids=str)
+async def test_every_server_error_code_raises_its_livekit_exception_and_only_retryable_ones_are_retried(code):
+    async with ScriptedServer(error_code=code.value) as server:
         tts = OrpheusTTS(server_url=server.url)
         try:
-            with pytest.raises(APIStatusError) as caught:
-                await tts.synthesize("Hello there.").collect()
+            with pytest.raises(APIError) as caught:
+                await tts.synthesize("Hello there.", conn_options=ONE_RETRY).collect()
         finally:
             await tts.aclose()
-    assert caught.value.status_code == 400 and not caught.value.retryable
-    assert len([m for m in server.messages if m["type"] == "speak" and m["text"]]) == 1  # not retried
+    error = caught.value
+    if code.closes_connection:
+        assert type(error) is APIConnectionError
+    else:
+        assert type(error) is APIStatusError and error.status_code == code.status and error.body["code"] == code
+    assert error.retryable is code.retryable
+    attempts = len([m for m in server.messages if m["type"] == "speak" and m["text"]])
+    assert attempts == (2 if code.retryable else 1)
 
 
 async def test_an_unreachable_server_raises_a_connection_error():
@@ -203,17 +212,6 @@ async def test_closing_a_stream_mid_speech_sends_cancel_for_its_segment():
     cancel = next(m for m in server.messages if m["type"] == "cancel")
     speak = next(m for m in server.messages if m["type"] == "speak")
     assert cancel["segment_id"] == speak["segment_id"]
-
-
-async def test_a_busy_server_raises_a_retryable_status_error():
-    async with ScriptedServer(error_code="busy") as server:
-        tts = OrpheusTTS(server_url=server.url)
-        try:
-            with pytest.raises(APIStatusError) as caught:
-                await tts.synthesize("Hello there.", conn_options=NO_RETRY).collect()
-        finally:
-            await tts.aclose()
-    assert caught.value.status_code == 429 and caught.value.retryable
 
 
 async def test_a_busy_refusal_is_retried_and_the_retry_speaks():

@@ -165,7 +165,7 @@ def test_prometheus_metrics_expose_ttfb_streams_tokens_audio_errors_cancellation
                    "orpheus_tokens_total", "orpheus_stream_tokens_per_second_bucket",
                    "orpheus_audio_seconds_total", "orpheus_errors_total", "orpheus_cancellations_total"):
         assert series in text, series
-    assert 'orpheus_errors_total{code="bad_request",transport="openai"}' in text
+    assert 'orpheus_errors_total{code="invalid_request",transport="openai"}' in text
 
 
 def _metric(text: str, name: str) -> float:

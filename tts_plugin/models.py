@@ -21,5 +21,3 @@ TTSModels = Literal[
 TTSTags = Literal["<laugh>", "<chuckle>", "<sigh>", "<cough>", "<sniffle>", "<groan>", "<yawn>", "<gasp>"]
 
 DEFAULT_VOICE: TTSVoices = ORPHEUS.default_voice
-SAMPLE_RATE = 24000
-NUM_CHANNELS = 1

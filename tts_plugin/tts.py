@@ -26,7 +26,8 @@ from . import hops
 from .backends.base import SpeakOptions, SpeechBackend
 from .backends.local import EngineBackend
 from .backends.remote import ServerBackend
-from .models import DEFAULT_VOICE, NUM_CHANNELS, SAMPLE_RATE, TTSVoices
+from .models import DEFAULT_VOICE, TTSVoices
+from .protocol import CHANNELS, SAMPLE_RATE
 from .sampling import SamplingOptions
 from .settings import ServerClientSettings
 
@@ -69,7 +70,7 @@ class OrpheusTTS(tts.TTS):
             http_session: aiohttp session for the server's WebSocket (default: the job's).
         """
         super().__init__(capabilities=tts.TTSCapabilities(streaming=True), sample_rate=SAMPLE_RATE,
-                         num_channels=NUM_CHANNELS)
+                         num_channels=CHANNELS)
         self._opts = _checked(voice, sampling)
         client = ServerClientSettings()
         url = server_url if is_given(server_url) else client.server_url
@@ -144,7 +145,7 @@ class ChunkedStream(tts.ChunkedStream):
         segment_id = utils.shortuuid()
         hops.mark("stream_opened", segment_id)
         output_emitter.initialize(request_id=utils.shortuuid(), sample_rate=SAMPLE_RATE,
-                                  num_channels=NUM_CHANNELS, mime_type="audio/pcm")
+                                  num_channels=CHANNELS, mime_type="audio/pcm")
         speech = self._tts._backend.speak(_single(self._input_text), self._opts, segment_id=segment_id,
                                           conn_options=self._conn_options, on_text_sent=lambda: None)
         await _push_all(speech, output_emitter, segment_id)
@@ -165,7 +166,7 @@ class SynthesizeStream(tts.SynthesizeStream):
         segment_id = utils.shortuuid()
         hops.mark("stream_opened", segment_id)
         output_emitter.initialize(request_id=utils.shortuuid(), sample_rate=SAMPLE_RATE,
-                                  num_channels=NUM_CHANNELS, mime_type="audio/pcm", stream=True)
+                                  num_channels=CHANNELS, mime_type="audio/pcm", stream=True)
         segment_started = False
 
         async def text() -> AsyncIterator[str]:

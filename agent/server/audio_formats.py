@@ -17,9 +17,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-SAMPLE_RATE = 24000
-CHANNELS = 1
-SAMPLE_WIDTH = 2  # s16le
+from tts_plugin.protocol import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
 
 
 class PcmEncoder:

@@ -22,6 +22,8 @@ from pydantic import SecretStr
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tts_plugin.protocol import ErrorCode
+
 from .errors import error_body
 
 log = logging.getLogger("orpheus.server.auth")
@@ -85,13 +87,13 @@ class AccessGuard:
             return await self.app(scope, receive, send)
         if (scope["type"] == "websocket" or scope["path"] in ORIGIN_CHECKED_PATHS) and not origin_allowed(
                 scope, self.allowed_origins):
-            return await _refuse(scope, send, 403, "this page's origin may not use the server; add it to "
-                                 "ORPHEUS_ALLOWED_ORIGINS", "origin_not_allowed")
+            return await _refuse(scope, send, ErrorCode.ORIGIN_NOT_ALLOWED, "this page's origin may not use the "
+                                 "server; add it to ORPHEUS_ALLOWED_ORIGINS")
         if self.keys and _needs_key(scope) and not self.keys.accepts(presented_key(scope)):
             log.info("refused %s %s: no valid API key", scope["type"], scope["path"])
             message = ("Incorrect API key provided." if presented_key(scope) is not None else
                        "You didn't provide an API key: send 'Authorization: Bearer KEY'.")
-            return await _refuse(scope, send, 401, message, "invalid_api_key")
+            return await _refuse(scope, send, ErrorCode.INVALID_API_KEY, message)
         await self.app(scope, receive, send)
 
 
@@ -111,10 +113,11 @@ def _needs_key(scope: Scope) -> bool:
     return False
 
 
-async def _refuse(scope: Scope, send: Send, status: int, message: str, code: str) -> None:
+async def _refuse(scope: Scope, send: Send, code: ErrorCode, message: str) -> None:
+    status = code.status
     body = json.dumps(error_body(message, code=code)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if status == 401:
+    if code is ErrorCode.INVALID_API_KEY:
         headers.append((b"www-authenticate", b'Bearer realm="orpheus"'))
     if scope["type"] == "http":
         await send({"type": "http.response.start", "status": status, "headers": headers})

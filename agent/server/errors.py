@@ -13,15 +13,19 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tts_plugin.protocol import ErrorCode, framework_error_code
+
 from .compat import foreign
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, *, code: str = "invalid_request", param: str | None = None,
-                 headers: dict[str, str] | None = None):
+    """An HTTP error answer; its status is the code's (``tts_plugin.protocol.ErrorCode``) unless given."""
+
+    def __init__(self, code: ErrorCode, message: str, *, param: str | None = None,
+                 headers: dict[str, str] | None = None, status: int | None = None):
         super().__init__(message)
-        self.status, self.message, self.code, self.param = status, message, code, param
-        self.headers = headers
+        self.code, self.message, self.param, self.headers = code, message, param, headers
+        self.status = status or code.status
 
 
 def error_body(message: str, *, code: str, param: str | None = None, kind: str = "invalid_request_error") -> dict:
@@ -60,13 +64,15 @@ def install_error_handlers(app: FastAPI) -> None:
         described = [describe_validation_error(e) for e in exc.errors()]
         message = "; ".join(m for m, _ in described) or "invalid request"
         param = next((p for _, p in described if p), None)
-        return JSONResponse(error_body(message, code="bad_request", param=param), status_code=400)
+        return JSONResponse(error_body(message, code=ErrorCode.BAD_REQUEST, param=param),
+                            status_code=ErrorCode.BAD_REQUEST.status)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         if isinstance(exc.__cause__, RecursionError):  # FastAPI could not parse the body: "[[[[..."
-            return JSONResponse(error_body("malformed JSON: nested too deeply", code="bad_json"), status_code=400)
-        return JSONResponse(error_body(str(exc.detail), code=f"http_{exc.status_code}"),
+            return JSONResponse(error_body("malformed JSON: nested too deeply", code=ErrorCode.BAD_JSON),
+                                status_code=ErrorCode.BAD_JSON.status)
+        return JSONResponse(error_body(str(exc.detail), code=framework_error_code(exc.status_code)),
                             status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
@@ -118,8 +124,9 @@ class BodySizeLimit:
             await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps(error_body(f"request body is larger than {self.max_bytes} bytes", code="too_large")).encode()
-        await send({"type": "http.response.start", "status": 413,
+        message = f"request body is larger than {self.max_bytes} bytes"
+        body = json.dumps(error_body(message, code=ErrorCode.TOO_LARGE)).encode()
+        await send({"type": "http.response.start", "status": ErrorCode.TOO_LARGE.status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})

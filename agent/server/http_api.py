@@ -20,8 +20,10 @@ from contextlib import aclosing
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from tts_plugin.protocol import CHANNELS, SAMPLE_RATE, ErrorCode, metrics_payload
+
 from .admission import Busy, Slot
-from .audio_formats import CHANNELS, MEDIA_TYPES, SAMPLE_RATE, ContainerEncoder, make_encoder
+from .audio_formats import MEDIA_TYPES, ContainerEncoder, make_encoder
 from .errors import ApiError
 from .lifecycle import StreamAborted, connection_of
 from .request_id import request_id
@@ -38,6 +40,7 @@ PCM_HEADERS = {
     "X-Channels": str(CHANNELS),
     "X-Sample-Format": "s16le",
 }
+PCM_MEDIA_TYPE = f"audio/pcm;rate={SAMPLE_RATE};channels={CHANNELS};format=s16le"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 SSE_KEEPALIVE_S = 1.0
 
@@ -48,7 +51,7 @@ def _state(request: Request) -> ServerState:
 
 def _refuse_if_unavailable(state: ServerState) -> None:
     if (refusal := state.refusal()) is not None:
-        raise ApiError(503, refusal[1], code=refusal[0])
+        raise ApiError(*refusal)
 
 
 def open_stream(state: ServerState, body: SpeechRequest, transport: str, request_id: str | None = None):
@@ -57,8 +60,8 @@ def open_stream(state: ServerState, body: SpeechRequest, transport: str, request
     try:
         return body.start(state.engine, request_id=f"{transport}-{request_id or uuid.uuid4().hex[:12]}")
     except ValueError as exc:  # TextError is a ValueError: empty/oversized input, unknown voice
-        state.metrics.error(transport, "bad_request")
-        raise ApiError(400, str(exc), param=_param_of(str(exc))) from None
+        state.metrics.error(transport, ErrorCode.INVALID_REQUEST)
+        raise ApiError(ErrorCode.INVALID_REQUEST, str(exc), param=_param_of(str(exc))) from None
 
 
 async def admit(state: ServerState, transport: str) -> Slot:
@@ -66,8 +69,8 @@ async def admit(state: ServerState, transport: str) -> Slot:
     try:
         return await state.admission.acquire(transport)
     except Busy as exc:
-        state.metrics.error(transport, "busy")
-        raise ApiError(429, str(exc), code="busy", headers={"Retry-After": str(exc.retry_after_s)}) from None
+        state.metrics.error(transport, ErrorCode.BUSY)
+        raise ApiError(ErrorCode.BUSY, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
 
 
 async def _start(state: ServerState, request: Request, body: SpeechRequest, transport: str):
@@ -78,7 +81,7 @@ async def _start(state: ServerState, request: Request, body: SpeechRequest, tran
     connection = connection_of(request.scope)
     if connection is None:  # no ConnectionScopes middleware: nothing would release it
         slot.release()
-        raise ApiError(500, "server misconfigured: no connection scope", code="server_error")
+        raise ApiError(ErrorCode.INTERNAL_ERROR, "server misconfigured: no connection scope")
     connection.hold(slot)  # released when the response is over, however it ends
     return stream
 
@@ -193,11 +196,11 @@ async def stream_pcm(body: SpeechRequest, request: Request) -> StreamingResponse
     """Raw PCM s16le, 24 kHz, mono, streamed; the format is repeated in X-Sample-* headers."""
     state = _state(request)
     if "response_format" in body.model_fields_set and body.response_format != "pcm":
-        raise ApiError(400, "this endpoint streams raw PCM only; use /v1/audio/speech for other formats",
-                       param="response_format")
+        raise ApiError(ErrorCode.INVALID_REQUEST, "this endpoint streams raw PCM only; use /v1/audio/speech for "
+                       "other formats", param="response_format")
     stream = await _start(state, request, body, "pcm")
     return StreamingResponse(_encoded(state, stream, "pcm", "pcm"),
-                             media_type="audio/pcm;rate=24000;channels=1;format=s16le", headers=PCM_HEADERS)
+                             media_type=PCM_MEDIA_TYPE, headers=PCM_HEADERS)
 
 
 @router.post("/v1/audio/speech/sse", tags=["speech"],
@@ -215,27 +218,13 @@ async def stream_sse(body: SpeechRequest, request: Request) -> StreamingResponse
                     yield _sse("audio", {"seq": seq, "audio": base64.b64encode(pcm).decode(),
                                          "samples": len(pcm) // 2})
                     seq += 1
-            yield _sse("metrics", _metrics_payload(stream.metrics))
+            yield _sse("metrics", {"request_id": stream.metrics.request_id, **metrics_payload(stream.metrics)})
             yield _sse("done", {"chunks": seq, "request_id": stream.metrics.request_id})
         except Exception as exc:  # noqa: BLE001 - reported to the client as an event
             log.exception("stream %s failed", stream.metrics.request_id)
-            yield _sse("error", {"code": "engine_error", "message": str(exc)})
+            yield _sse("error", {"code": ErrorCode.ENGINE_ERROR, "message": str(exc)})
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
-
-
-def _metrics_payload(m) -> dict:
-    return {
-        "request_id": m.request_id,
-        "ttfb_ms": None if m.ttfb_s is None else round(m.ttfb_s * 1000, 1),
-        "audio_s": round(m.audio_s, 4),
-        "rtf": None if m.rtf is None else round(m.rtf, 4),
-        "elapsed_s": round(m.elapsed_s, 4),
-        "tokens": m.tokens,
-        "prompt_tokens": m.prompt_tokens,
-        "sentences": m.sentences,
-        "invalid_tokens": m.invalid_tokens,
-    }
 
 
 @router.get("/health", tags=["info"])

@@ -29,6 +29,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tts_plugin.protocol import ErrorCode
+
 from .errors import ApiError
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -146,15 +148,15 @@ def livekit_token_router(config: LiveKitTokenConfig | None = None) -> APIRouter:
         if not config.configured:
             raise HTTPException(503, "LiveKit is not configured: set LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET")
         if identity is not None:
-            raise ApiError(400, "identity is chosen by the server; leave it out", param="identity")
+            raise ApiError(ErrorCode.INVALID_REQUEST, "identity is chosen by the server; leave it out", param="identity")
         if room.startswith(PHONE_ROOM_PREFIX) or not rooms.fullmatch(room):
-            raise ApiError(403, f"no listener tokens for room {room!r}", code="room_not_allowed", param="room")
+            raise ApiError(ErrorCode.ROOM_NOT_ALLOWED, f"no listener tokens for room {room!r}", param="room")
         if ttl is not None and ttl > config.max_ttl_s:
-            raise ApiError(400, f"ttl: at most {config.max_ttl_s} seconds", param="ttl")
+            raise ApiError(ErrorCode.INVALID_REQUEST, f"ttl: at most {config.max_ttl_s} seconds", param="ttl")
         client = request.client.host if request.client else "unknown"
         if (wait_s := limit.retry_after(client)) is not None:
-            raise ApiError(429, f"too many tokens from this address; retry in {math.ceil(wait_s)} s",
-                           code="rate_limited", headers={"Retry-After": str(math.ceil(wait_s))})
+            raise ApiError(ErrorCode.RATE_LIMITED, f"too many tokens from this address; retry in {math.ceil(wait_s)} s",
+                           headers={"Retry-After": str(math.ceil(wait_s))})
         identity = f"listener-{secrets.token_hex(6)}"
         ttl_s = min(ttl or config.default_ttl_s, config.max_ttl_s)
         token = mint_listener_token(config, room=room, identity=identity, ttl_s=ttl_s)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from tts_plugin.protocol import ErrorCode
+
 if TYPE_CHECKING:  # annotations only: the engine module imports vLLM
     from tts_plugin.engine.engine import OrpheusEngine, SpeechStream
 
@@ -57,7 +59,7 @@ class ServerMetrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def error(self, transport: str, code: str) -> None:
+    def error(self, transport: str, code: ErrorCode) -> None:
         self.errors.labels(transport, code).inc()
 
     async def observe(self, stream: SpeechStream, transport: str) -> AsyncIterator[bytes]:
@@ -77,7 +79,7 @@ class ServerMetrics:
             cancelled = True
             raise
         except Exception:
-            self.error(transport, "engine_error")
+            self.error(transport, ErrorCode.ENGINE_ERROR)
             raise
         finally:
             await stream.aclose()

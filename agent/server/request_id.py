@@ -14,6 +14,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tts_plugin.protocol import ErrorCode
+
 from .errors import error_body
 
 HEADER = "x-request-id"
@@ -53,7 +55,7 @@ class RequestIdMiddleware:
                 raise
             # Answered here rather than by Starlette's outer handler: OpenAI's shape, and the id.
             log.exception("request %s failed", rid)
-            body = json.dumps(error_body("internal server error", code="internal_error", kind="server_error"))
-            await send_with_id({"type": "http.response.start", "status": 500,
+            body = json.dumps(error_body("internal server error", code=ErrorCode.INTERNAL_ERROR, kind="server_error"))
+            await send_with_id({"type": "http.response.start", "status": ErrorCode.INTERNAL_ERROR.status,
                                 "headers": [(b"content-type", b"application/json")]})
             await send_with_id({"type": "http.response.body", "body": body.encode()})

@@ -28,8 +28,17 @@ from aiortc.mediastreams import MediaStreamError
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tts_plugin.protocol import (
+    SAMPLE_RATE,
+    SAMPLE_WIDTH,
+    ClientMessage,
+    ErrorCode,
+    ServerMessage,
+    metrics_payload,
+    to_ms,
+)
+
 from .admission import Busy
-from .audio_formats import SAMPLE_RATE
 from .errors import ApiError, describe_validation_error
 from .speech_request import SamplingFields
 from .state import ServerState
@@ -39,7 +48,7 @@ log = logging.getLogger("orpheus.server.rtc")
 router = APIRouter()
 
 PACKET_SAMPLES = SAMPLE_RATE // 50  # 20 ms
-PACKET_BYTES = PACKET_SAMPLES * 2
+PACKET_BYTES = PACKET_SAMPLES * SAMPLE_WIDTH
 OPUS_BITRATE = 32000
 
 
@@ -181,34 +190,35 @@ class Listener:
         if self.channel is not None and self.channel.readyState == "open":
             self.channel.send(json.dumps(payload))
 
-    def _error(self, code: str, message: str) -> None:
+    def _error(self, code: ErrorCode, message: str) -> None:
         self.state.metrics.error("rtc", code)
-        self._send({"type": "error", "code": code, "message": message})
+        self._send({"type": ServerMessage.ERROR, "code": code, "message": message})
 
     def _on_message(self, message) -> None:
         if not isinstance(message, str):
-            return self._error("bad_request", "binary messages are not accepted; send JSON text")
+            return self._error(ErrorCode.BAD_REQUEST, "binary messages are not accepted; send JSON text")
         try:
             data = json.loads(message)
         except json.JSONDecodeError as exc:
-            return self._error("bad_json", f"malformed JSON: {exc.msg}")
+            return self._error(ErrorCode.BAD_JSON, f"malformed JSON: {exc.msg}")
         except RecursionError:
-            return self._error("bad_json", "malformed JSON: nested too deeply")
+            return self._error(ErrorCode.BAD_JSON, "malformed JSON: nested too deeply")
         if not isinstance(data, dict):
-            return self._error("bad_request", "each message must be a JSON object")
+            return self._error(ErrorCode.BAD_REQUEST, "each message must be a JSON object")
         kind = data.get("type")
-        if kind == "ping":
-            self._send({"type": "pong"})
-        elif kind == "stop":
+        if kind == ClientMessage.PING:
+            self._send({"type": ServerMessage.PONG})
+        elif kind == ClientMessage.STOP:
             self.stop()
-        elif kind == "speak":
+        elif kind == ClientMessage.SPEAK:
             try:
                 request = ChannelSpeak.model_validate(data)
             except ValidationError as exc:
-                return self._error("bad_request", "; ".join(describe_validation_error(e)[0] for e in exc.errors()))
+                return self._error(ErrorCode.BAD_REQUEST,
+                                   "; ".join(describe_validation_error(e)[0] for e in exc.errors()))
             self.speak(request)
         else:
-            self._error("unknown_type", f"unknown message type {kind!r}; expected speak, stop or ping")
+            self._error(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}; expected speak, stop or ping")
 
     # ---- speaking
     def speak(self, request: ChannelSpeak) -> None:
@@ -219,7 +229,7 @@ class Listener:
             stream = engine.synthesize(request.text, voice=request.voice, options=request.sampling(),
                                        request_id=f"rtc-{self.id}-{uuid.uuid4().hex[:8]}")
         except ValueError as exc:
-            return self._error("bad_request", str(exc))
+            return self._error(ErrorCode.BAD_REQUEST, str(exc))
         self.stop()  # a new utterance replaces the one playing
         self.speaking = asyncio.create_task(self._play(stream))
 
@@ -232,14 +242,14 @@ class Listener:
         try:
             slot = await self.state.admission.acquire("rtc")
         except Busy as exc:
-            return self._error("busy", str(exc))  # no start: the utterance was never admitted
+            return self._error(ErrorCode.BUSY, str(exc))  # no start: the utterance was never admitted
         try:
             await self._play_admitted(stream)
         finally:
             slot.release()
 
     async def _play_admitted(self, stream) -> None:
-        self._send({"type": "start", "request_id": stream.metrics.request_id})
+        self._send({"type": ServerMessage.START, "request_id": stream.metrics.request_id})
         first = True
         prebuffer_s = self.state.settings.rtc_prebuffer_ms / 1000
         if prebuffer_s > 0:
@@ -249,23 +259,20 @@ class Listener:
                 async for pcm in chunks:
                     if first:
                         first = False
-                        self._send({"type": "first_audio", "ttfb_ms": round(stream.metrics.ttfb_s * 1000, 1)})
+                        self._send({"type": ServerMessage.FIRST_AUDIO, "ttfb_ms": to_ms(stream.metrics.ttfb_s)})
                     self.track.push(pcm)
                     if self.track.buffered_s >= prebuffer_s:
                         self.track.release()
             self.track.release()
-            m = stream.metrics
-            self._send({"type": "metrics", "ttfb_ms": None if m.ttfb_s is None else round(m.ttfb_s * 1000, 1),
-                        "audio_s": round(m.audio_s, 4), "rtf": None if m.rtf is None else round(m.rtf, 4),
-                        "tokens": m.tokens})
+            self._send({"type": ServerMessage.METRICS, **metrics_payload(stream.metrics)})
             await self.track.wait_played()
-            self._send({"type": "end", "cancelled": False})
+            self._send({"type": ServerMessage.END, "cancelled": False})
         except asyncio.CancelledError:
-            self._send({"type": "end", "cancelled": True})
+            self._send({"type": ServerMessage.END, "cancelled": True})
             raise
         except Exception as exc:  # noqa: BLE001 - reported to the page, the listener stays
             log.exception("listener %s: speech failed", self.id)
-            self._error("engine_error", str(exc))
+            self._error(ErrorCode.ENGINE_ERROR, str(exc))
 
     async def close(self) -> None:
         if self._closed:
@@ -291,7 +298,8 @@ class RtcListeners:
 
     async def connect(self, offer: RTCSessionDescription) -> tuple[Listener, RTCSessionDescription]:
         if len(self.listeners) >= self.state.settings.rtc_max_listeners:
-            raise ApiError(503, "too many WebRTC listeners", code="busy")
+            # a full listener table is 503 Service Unavailable (a stream slot's queue wait is busy's 429)
+            raise ApiError(ErrorCode.BUSY, "too many WebRTC listeners", status=503)
         listener = Listener(self.state, self._forget)
         self.listeners[listener.id] = listener
         self.state.metrics.rtc_listeners.set(len(self.listeners))
@@ -299,7 +307,7 @@ class RtcListeners:
             answer = await listener.answer(offer)
         except Exception as exc:
             await listener.close()
-            raise ApiError(400, f"cannot answer the offer: {exc}", code="bad_offer") from None
+            raise ApiError(ErrorCode.BAD_OFFER, f"cannot answer the offer: {exc}") from None
         listener.expire_unless_connected(self.state.settings.rtc_connect_timeout_s)
         return listener, answer
 
@@ -336,10 +344,9 @@ class Offer(BaseModel):
 async def rtc_offer(offer: Offer, request: Request) -> dict:
     """Answer an SDP offer (gather complete, no trickle). Open a data channel to send text."""
     state: ServerState = request.app.state.server
-    if (refusal := state.refusal()) is not None or state.rtc is None:
-        code, message = refusal or ("not_ready", "model is still loading")
-        raise ApiError(503, message, code=code)
+    if (refusal := state.refusal()) is not None:  # state.rtc exists whenever the engine does
+        raise ApiError(*refusal)
     if "m=audio" not in offer.sdp:
-        raise ApiError(400, "the offer has no audio section; add a recvonly audio transceiver", code="bad_offer")
+        raise ApiError(ErrorCode.BAD_OFFER, "the offer has no audio section; add a recvonly audio transceiver")
     listener, answer = await state.rtc.connect(RTCSessionDescription(sdp=offer.sdp, type="offer"))
     return {"sdp": answer.sdp, "type": answer.type, "listener_id": listener.id}

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tts_plugin.engine.engine import OrpheusEngine
+from tts_plugin.protocol import ErrorCode
 
 from .admission import Admission
 from .config import ServerSettings
@@ -50,9 +51,9 @@ class ServerState:
     @property
     def status(self) -> str:
         if self.engine_failed:
-            return "engine_failed"
+            return ErrorCode.ENGINE_FAILED
         if self.draining:
-            return "draining"
+            return ErrorCode.DRAINING
         # The engine loads in the lifespan, before uvicorn accepts connections, and is gone only
         # after it stops taking them: "stopped" is a guard, not a state clients wait out.
         return "stopped" if self.engine is None else "ok"
@@ -62,13 +63,13 @@ class ServerState:
         """New speech streams may start."""
         return self.status == "ok"
 
-    def refusal(self) -> tuple[str, str] | None:
+    def refusal(self) -> tuple[ErrorCode, str] | None:
         """(code, message) saying why no new stream may start now; None when one may."""
         status = self.status
-        if status == "engine_failed":
-            return "engine_failed", "the speech engine has stopped; the server is restarting, retry shortly"
-        if status == "draining":
-            return "draining", "the server is shutting down and takes no new streams; retry shortly"
+        if status == ErrorCode.ENGINE_FAILED:
+            return ErrorCode.ENGINE_FAILED, "the speech engine has stopped; the server is restarting, retry shortly"
+        if status == ErrorCode.DRAINING:
+            return ErrorCode.DRAINING, "the server is shutting down and takes no new streams; retry shortly"
         if status == "stopped":
-            return "not_ready", "the speech engine is not running"
+            return ErrorCode.NOT_READY, "the speech engine is not running"
         return None

@@ -38,11 +38,21 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketState
 
+from tts_plugin.engine.engine import SpeechMetrics
 from tts_plugin.engine.generator import SamplingOptions
 from tts_plugin.engine.text import SentenceSplitter, validate
+from tts_plugin.protocol import (
+    CHANNELS,
+    PCM_FORMAT,
+    SAMPLE_RATE,
+    WS_PATH,
+    ClientMessage,
+    ErrorCode,
+    ServerMessage,
+    metrics_payload,
+)
 
 from .admission import Busy
-from .audio_formats import CHANNELS, SAMPLE_RATE
 from .errors import describe_validation_error
 from .speech_request import SamplingFields
 from .state import ServerState
@@ -83,7 +93,7 @@ class SlowConsumer(Exception):
 
 
 class ClientError(Exception):
-    def __init__(self, code: str, message: str, segment_id: str | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, segment_id: str | None = None) -> None:
         super().__init__(message)
         self.code, self.message, self.segment_id = code, message, segment_id
 
@@ -93,7 +103,6 @@ class Segment:
     id: str
     voice: str
     options: SamplingOptions
-    received_at: float = field(default_factory=time.perf_counter)
     pieces: asyncio.Queue = field(default_factory=asyncio.Queue)  # str pieces, None = no more text
     closed: bool = False
     cancelled: bool = False
@@ -109,16 +118,6 @@ class Segment:
         if not self.closed:
             self.closed = True
             self.pieces.put_nowait(None)
-
-
-@dataclass
-class SegmentStats:
-    first_audio_at: float | None = None
-    audio_samples: int = 0
-    tokens: int = 0
-    sentences: int = 0
-    invalid_tokens: int = 0
-    prompt_tokens: int = 0
 
 
 class SpeechSocket:
@@ -155,21 +154,21 @@ class SpeechSocket:
                 self.slow = True
                 raise SlowConsumer from None
 
-    async def send_error(self, code: str, message: str, segment_id: str | None = None) -> None:
+    async def send_error(self, code: ErrorCode, message: str, segment_id: str | None = None) -> None:
         self.state.metrics.error("ws", code)
-        await self.send_json({"type": "error", "segment_id": segment_id, "code": code, "message": message})
+        await self.send_json(_error_message(code, message, segment_id))
 
     async def _drop_slow_consumer(self) -> None:
         """Say why and close, if the client reads again within ``send_timeout_s`` (every send waits
         for the backlog to drain); else leave: the connection is closed without a close frame."""
         timeout_s = self.state.settings.send_timeout_s
         log.warning("WebSocket client read nothing for %.0f s; closing it", timeout_s)
-        self.state.metrics.error("ws", "slow_consumer")
-        reason = f"slow_consumer: the client read nothing for {timeout_s:.0f} s"
+        code = ErrorCode.SLOW_CONSUMER
+        self.state.metrics.error("ws", code)
+        reason = f"{code}: the client read nothing for {timeout_s:.0f} s"
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.send_text(json.dumps(
-                {"type": "error", "segment_id": None, "code": "slow_consumer", "message": reason})), timeout_s)
-            await asyncio.wait_for(self.ws.close(code=1008, reason="slow_consumer"), timeout_s)
+            await asyncio.wait_for(self.ws.send_text(json.dumps(_error_message(code, reason))), timeout_s)
+            await asyncio.wait_for(self.ws.close(code=1008, reason=code), timeout_s)
 
     # ---- lifecycle
     async def run(self) -> None:
@@ -222,24 +221,24 @@ class SpeechSocket:
 
     async def _handle(self, data: dict) -> None:
         kind = data.get("type")
-        speaks = kind == "speak" or (kind is None and ("input" in data or "text" in data))
+        speaks = kind == ClientMessage.SPEAK or (kind is None and ("input" in data or "text" in data))
         if speaks and self.closing:
             segment_id = data.get("segment_id") if isinstance(data.get("segment_id"), str) else None
-            raise ClientError("closing", "continue:false was received: the connection closes once queued "
+            raise ClientError(ErrorCode.CLOSING, "continue:false was received: the connection closes once queued "
                               "speech is spoken", segment_id)
         if speaks and kind is None:  # the orpheus-streaming shape: no type
             msg = _validated(SpeakMessage, data)
             await self._speak_whole(msg, keep_open=msg.continue_ if "continue" in data else True)
-        elif kind == "ping":
-            await self.send_json({"type": "pong", **({"id": data["id"]} if "id" in data else {})})
-        elif kind == "speak":
+        elif kind == ClientMessage.PING:
+            await self.send_json({"type": ServerMessage.PONG, **({"id": data["id"]} if "id" in data else {})})
+        elif kind == ClientMessage.SPEAK:
             self._speak(_validated(SpeakMessage, data))
-        elif kind == "cancel":
+        elif kind == ClientMessage.CANCEL:
             self._cancel(_validated(CancelMessage, data).segment_id)
         elif kind is None:
-            raise ClientError("bad_request", 'message needs a "type" (speak, cancel, ping) or an "input"')
+            raise ClientError(ErrorCode.BAD_REQUEST, 'message needs a "type" (speak, cancel, ping) or an "input"')
         else:
-            raise ClientError("unknown_type", f"unknown message type {kind!r}; expected speak, cancel or ping")
+            raise ClientError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}; expected speak, cancel or ping")
 
     # ---- speak / cancel (reader side: never waits on the engine)
     def _speak(self, msg: SpeakMessage) -> None:
@@ -250,7 +249,7 @@ class SpeechSocket:
             seg.close()  # a new segment id ends the one still open
             self.open_segment = seg = None
         if (seg.buffered_chars if seg else 0) + len(text) > max_chars:  # checked before a segment is queued
-            raise ClientError("too_large", f"segment text exceeds {max_chars} characters",
+            raise ClientError(ErrorCode.TOO_LARGE, f"segment text exceeds {max_chars} characters",
                               seg.id if seg else msg.segment_id)
         if seg is None:
             seg = self._new_segment(msg, text)
@@ -270,13 +269,13 @@ class SpeechSocket:
         text = msg.spoken_text
         try:
             if text.strip():
-                if not self.state.ready:
-                    raise ClientError("not_ready", "model is still loading", msg.segment_id)
+                if (refusal := self.state.refusal()) is not None:
+                    raise ClientError(*refusal, msg.segment_id)
                 seg = self._new_segment(msg, text, whole=True)
                 seg.push(text)
                 seg.close()
             elif keep_open:
-                await self.send_json({"type": "no_op", "reason": "empty_input", "segment_id": msg.segment_id})
+                await self.send_json({"type": ServerMessage.NO_OP, "reason": "empty_input", "segment_id": msg.segment_id})
         finally:
             if not keep_open:  # a refused last message still ends the connection, after its error
                 self.closing = True
@@ -285,21 +284,21 @@ class SpeechSocket:
     def _new_segment(self, msg: SpeakMessage, text: str, *, whole: bool | None = None) -> Segment:
         segment_id = msg.segment_id or f"seg-{next(self._auto_ids)}"
         if segment_id in self.pending or (self.current and self.current.id == segment_id):
-            raise ClientError("bad_request", f"segment {segment_id!r} is already in progress", segment_id)
+            raise ClientError(ErrorCode.BAD_REQUEST, f"segment {segment_id!r} is already in progress", segment_id)
         if self.shutting_down:
-            raise ClientError("draining", "the server is shutting down and takes no new segments", segment_id)
+            raise ClientError(ErrorCode.DRAINING, "the server is shutting down and takes no new segments", segment_id)
         if (refusal := self.state.refusal()) is not None:
             raise ClientError(*refusal, segment_id)
         limit = self.state.settings.ws_max_queued_segments
         if len(self.pending) >= limit:
-            raise ClientError("too_many_segments", f"{limit} segments are already waiting on this connection; "
+            raise ClientError(ErrorCode.TOO_MANY_SEGMENTS, f"{limit} segments are already waiting on this connection; "
                               "send more when some have ended", segment_id)
         try:
             voice = self.engine.resolve_voice(msg.voice)
             if (not msg.continue_) if whole is None else whole:
                 validate(text, self.state.settings.max_input_chars)  # whole text known: reject now
         except ValueError as exc:
-            raise ClientError("bad_request", str(exc), segment_id) from None
+            raise ClientError(ErrorCode.BAD_REQUEST, str(exc), segment_id) from None
         seg = Segment(segment_id, voice, msg.sampling())
         self.pending[segment_id] = seg
         self.queue.put_nowait(seg)
@@ -314,7 +313,7 @@ class SpeechSocket:
         elif segment_id is None or segment_id in self.finished:
             return  # nothing playing, or a cancel that crossed the segment's end: not an error
         else:
-            raise ClientError("unknown_segment", f"no segment {segment_id!r} to cancel", segment_id)
+            raise ClientError(ErrorCode.UNKNOWN_SEGMENT, f"no segment {segment_id!r} to cancel", segment_id)
         target.cancelled = True
         target.close()
         if self.open_segment is target:
@@ -333,11 +332,11 @@ class SpeechSocket:
             self.pending.pop(seg.id, None)
             if seg.cancelled:
                 await self._send_shutting_down(seg)
-                await self.send_json({"type": "end", "segment_id": seg.id, "cancelled": True})
+                await self.send_json({"type": ServerMessage.END, "segment_id": seg.id, "cancelled": True})
                 self._remember(seg.id)
                 continue
             self.current = seg
-            stats = SegmentStats()
+            stats = SpeechMetrics(request_id=seg.id)
             seg.task = asyncio.create_task(self._admitted_segment(seg, stats), name=f"ws-segment-{seg.id}")
             await asyncio.wait([seg.task])
             cancelled = seg.cancelled or seg.task.cancelled()
@@ -347,7 +346,7 @@ class SpeechSocket:
                 if self.open_segment is seg:
                     self.open_segment = None
                 self._remember(seg.id)
-                await self.send_error("busy", str(exc), seg.id)
+                await self.send_error(ErrorCode.BUSY, str(exc), seg.id)
                 continue
             if exc is not None:
                 if isinstance(exc, SlowConsumer):
@@ -355,31 +354,30 @@ class SpeechSocket:
                 if isinstance(exc, WebSocketDisconnect) or self.ws.client_state is WebSocketState.DISCONNECTED:
                     return  # the client went away mid-send; the reader ends the connection
                 log.error("segment %s failed", seg.id, exc_info=exc)
-                await self.send_error("engine_error", str(exc), seg.id)
+                await self.send_error(ErrorCode.ENGINE_ERROR, str(exc), seg.id)
             if not cancelled:
                 await self.send_json(self._metrics(seg, stats))
             await self._send_shutting_down(seg)
             self.current = None
             self._remember(seg.id)
-            await self.send_json({"type": "end", "segment_id": seg.id, "cancelled": cancelled})
+            await self.send_json({"type": ServerMessage.END, "segment_id": seg.id, "cancelled": cancelled})
 
     async def _send_shutting_down(self, seg: Segment) -> None:
         if self.shutting_down and seg.cancelled:
-            await self.send_json({"type": "error", "segment_id": seg.id, "code": "shutting_down",
-                                  "message": "the server is shutting down; the segment was ended"})
+            await self.send_json(_error_message(ErrorCode.SHUTTING_DOWN, "the server is shutting down; the segment "
+                                                "was ended", seg.id))
 
-    async def _admitted_segment(self, seg: Segment, stats: SegmentStats) -> None:
+    async def _admitted_segment(self, seg: Segment, stats: SpeechMetrics) -> None:
         slot = await self.state.admission.acquire("ws")  # Busy after the queue wait
         try:
             await self._speak_segment(seg, stats)
         finally:
             slot.release()
 
-    async def _speak_segment(self, seg: Segment, stats: SegmentStats) -> None:
-        started = max(seg.received_at, time.perf_counter())
-        seg.received_at = started
-        await self.send_json({"type": "start", "segment_id": seg.id, "sample_rate": SAMPLE_RATE,
-                              "channels": CHANNELS, "format": "pcm_s16le"})
+    async def _speak_segment(self, seg: Segment, stats: SpeechMetrics) -> None:
+        stats.started_at = time.perf_counter()  # the segment's TTFB and elapsed time count from here
+        await self.send_json({"type": ServerMessage.START, "segment_id": seg.id, "sample_rate": SAMPLE_RATE,
+                              "channels": CHANNELS, "format": PCM_FORMAT})
         splitter = SentenceSplitter()
         while True:
             piece = await seg.pieces.get()
@@ -397,39 +395,26 @@ class SpeechSocket:
                 await self._say(seg, " ".join(ready), stats)
             if done:
                 if seg.buffered_chars == 0:
-                    await self.send_error("bad_request", "input is empty: the segment ended with no text", seg.id)
+                    await self.send_error(ErrorCode.BAD_REQUEST, "input is empty: the segment ended with no text",
+                                          seg.id)
                 return
 
-    async def _say(self, seg: Segment, text: str, stats: SegmentStats) -> None:
+    async def _say(self, seg: Segment, text: str, stats: SpeechMetrics) -> None:
         try:
             stream = self.engine.synthesize(text, voice=seg.voice, options=seg.options,
                                             request_id=f"ws-{seg.id}-{uuid.uuid4().hex[:8]}")
         except ValueError as exc:  # e.g. a piece holding only tags: report it, keep the segment going
-            await self.send_error("bad_request", str(exc), seg.id)
+            await self.send_error(ErrorCode.BAD_REQUEST, str(exc), seg.id)
             return
         try:
             async with contextlib.aclosing(self.state.metrics.observe(stream, "ws")) as chunks:
                 async for pcm in chunks:
-                    if stats.first_audio_at is None:
-                        stats.first_audio_at = time.perf_counter()
-                    stats.audio_samples += len(pcm) // 2
                     await self.send_audio(pcm)
         finally:
-            stats.tokens += stream.metrics.tokens
-            stats.sentences += stream.metrics.sentences
-            stats.invalid_tokens += stream.metrics.invalid_tokens
-            stats.prompt_tokens += stream.metrics.prompt_tokens
+            stats.add(stream.metrics)
 
-    def _metrics(self, seg: Segment, stats: SegmentStats) -> dict:
-        elapsed = time.perf_counter() - seg.received_at
-        audio_s = stats.audio_samples / SAMPLE_RATE
-        ttfb = None if stats.first_audio_at is None else stats.first_audio_at - seg.received_at
-        return {"type": "metrics", "segment_id": seg.id,
-                "ttfb_ms": None if ttfb is None else round(ttfb * 1000, 1),
-                "audio_s": round(audio_s, 4), "elapsed_s": round(elapsed, 4),
-                "rtf": round(elapsed / audio_s, 4) if audio_s else None,
-                "tokens": stats.tokens, "sentences": stats.sentences, "invalid_tokens": stats.invalid_tokens,
-                "prompt_tokens": stats.prompt_tokens}
+    def _metrics(self, seg: Segment, stats: SpeechMetrics) -> dict:
+        return {"type": ServerMessage.METRICS, "segment_id": seg.id, **metrics_payload(stats)}
 
     def _remember(self, segment_id: str) -> None:
         self.finished.append(segment_id)
@@ -443,9 +428,9 @@ async def receive_message(ws: WebSocket, limit: int) -> dict | None:
         return None
     text = message.get("text")
     if text is None:
-        raise ClientError("bad_request", "binary frames are not accepted; send JSON text frames")
+        raise ClientError(ErrorCode.BAD_REQUEST, "binary frames are not accepted; send JSON text frames")
     if len(text) > limit:
-        raise ClientError("too_large", f"message is larger than {limit} bytes")
+        raise ClientError(ErrorCode.TOO_LARGE, f"message is larger than {limit} bytes")
     return _parse(text)
 
 
@@ -453,11 +438,11 @@ def _parse(text: str) -> dict:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ClientError("bad_json", f"malformed JSON: {exc.msg} at position {exc.pos}") from None
+        raise ClientError(ErrorCode.BAD_JSON, f"malformed JSON: {exc.msg} at position {exc.pos}") from None
     except RecursionError:
-        raise ClientError("bad_json", "malformed JSON: nested too deeply") from None
+        raise ClientError(ErrorCode.BAD_JSON, "malformed JSON: nested too deeply") from None
     if not isinstance(data, dict):
-        raise ClientError("bad_request", "each message must be a JSON object")
+        raise ClientError(ErrorCode.BAD_REQUEST, "each message must be a JSON object")
     return data
 
 
@@ -467,10 +452,14 @@ def _validated(model: type[BaseModel], data: dict):
     except ValidationError as exc:
         reasons = "; ".join(describe_validation_error(e)[0] for e in exc.errors())
         segment_id = data.get("segment_id") if isinstance(data.get("segment_id"), str) else None
-        raise ClientError("bad_request", reasons, segment_id) from None
+        raise ClientError(ErrorCode.BAD_REQUEST, reasons, segment_id) from None
 
 
-@router.websocket("/v1/audio/speech/stream/ws")
+def _error_message(code: ErrorCode, message: str, segment_id: str | None = None) -> dict:
+    return {"type": ServerMessage.ERROR, "segment_id": segment_id, "code": code, "message": message}
+
+
+@router.websocket(WS_PATH)
 async def speech_socket(ws: WebSocket) -> None:
     # Browsers send the API key as a subprotocol next to "orpheus" (auth.py); one must be chosen back.
     await ws.accept(subprotocol="orpheus" if "orpheus" in ws.scope.get("subprotocols", ()) else None)

@@ -17,25 +17,27 @@ from contextlib import suppress
 from typing import Any
 
 import aiohttp
-from livekit.agents import APIConnectionError, APIConnectOptions, APIStatusError, APITimeoutError, utils
+from livekit.agents import APIConnectionError, APIConnectOptions, APIError, APIStatusError, APITimeoutError, utils
 
 from .. import hops
 from ..engine.text import SentenceSplitter
 from ..log import logger
+from ..protocol import SAMPLE_RATE, WS_PATH, ClientMessage, ErrorCode, ServerMessage
 from .base import SpeakOptions, SpeechBackend
 
-WS_PATH = "/v1/audio/speech/stream/ws"
-SAMPLE_RATE = 24000
 
-# Server error codes -> HTTP-like status for APIStatusError (4xx: the request is at fault, never retried;
-# 429 busy, as the server's HTTP API answers it, and 503s are retried).
-_STATUS_BY_CODE = {
-    "bad_request": 400, "invalid_request": 400, "invalid_text": 400, "invalid_voice": 400,
-    "unknown_voice": 400, "text_too_long": 400, "too_large": 413, "too_many_segments": 429, "busy": 429,
-    "overloaded": 503, "not_ready": 503, "unavailable": 503, "draining": 503, "shutting_down": 503,
-    "engine_failed": 503, "engine_error": 500,
-}
-_RETRYABLE = {"busy", "overloaded", "not_ready", "unavailable", "draining", "shutting_down", "engine_failed"}
+def server_error(event: dict) -> APIError:
+    """The server's ``error`` message as the LiveKit exception its code stands for (protocol.ErrorCode):
+    an APIStatusError with the code's HTTP status and retry rule, or a lost connection. A code this
+    client does not know (a newer server) is a retryable 500."""
+    message = f"TTS server error ({event.get('code')}): {event.get('message', '')}"
+    try:
+        code = ErrorCode(event.get("code"))
+    except ValueError:
+        return APIStatusError(message, status_code=500, body=event, retryable=True)
+    if code.closes_connection:
+        return APIConnectionError(message, retryable=code.retryable)
+    return APIStatusError(message, status_code=code.status, body=event, retryable=code.retryable)
 
 
 def ws_url(base_url: str) -> str:
@@ -153,7 +155,7 @@ class ServerBackend(SpeechBackend):
     async def _send_text(self, ws: aiohttp.ClientWebSocketResponse, first: str, tokens: AsyncIterator[str],
                          opts: SpeakOptions, segment_id: str, on_text_sent: Callable[[], None],
                          input_done: asyncio.Event) -> None:
-        base = {"type": "speak", "segment_id": segment_id, "voice": opts.voice, **opts.sampling()}
+        base = {"type": ClientMessage.SPEAK, "segment_id": segment_id, "voice": opts.voice, **opts.sampling()}
         # The server splits sentences itself; the same splitter here tells when the first
         # sentence is complete, i.e. when the engine starts on it (TTFB starts there).
         sentences = SentenceSplitter()
@@ -197,26 +199,23 @@ class ServerBackend(SpeechBackend):
                 raise APIConnectionError(f"the TTS server closed the connection ({msg.type.name})")
             event = json.loads(msg.data)
             kind, sid = event.get("type"), event.get("segment_id")
-            if kind == "error" and sid in (segment_id, None):
-                code = str(event.get("code", "server_error"))
-                refused = APIStatusError(f"TTS server error ({code}): {event.get('message', '')}",
-                                         status_code=_STATUS_BY_CODE.get(code, 500), body=event,
-                                         retryable=True if code in _RETRYABLE else None)
-                if not ours:
-                    raise refused  # the segment never started: no end will follow
+            if kind == ServerMessage.ERROR and sid in (segment_id, None):
+                refused = server_error(event)
+                if not ours or isinstance(refused, APIConnectionError):
+                    raise refused  # the segment never started, or the socket is closing: no end will follow
                 # inside the segment the server carries on (e.g. one unspeakable piece) and ends it
                 logger.warning("TTS server: %s", refused.message, extra={"segment_id": segment_id})
                 continue
             if sid != segment_id:
                 continue  # a late message of an earlier (cancelled) segment on this socket
-            if kind == "start":
+            if kind == ServerMessage.START:
                 if event.get("sample_rate", SAMPLE_RATE) != SAMPLE_RATE:
                     raise APIStatusError(f"unexpected sample rate {event.get('sample_rate')}",
                                          status_code=500, retryable=False)
                 ours = True
-            elif kind == "metrics":
+            elif kind == ServerMessage.METRICS:
                 logger.debug("server metrics", extra={"segment_id": segment_id, "metrics": event})
-            elif kind == "end":
+            elif kind == ServerMessage.END:
                 if refused is not None and not got_audio:
                     raise refused
                 return
@@ -226,7 +225,7 @@ class ServerBackend(SpeechBackend):
         if not ws.closed:
             with suppress(Exception):
                 await asyncio.wait_for(
-                    ws.send_str(json.dumps({"type": "cancel", "segment_id": segment_id})), 1.0)
+                    ws.send_str(json.dumps({"type": ClientMessage.CANCEL, "segment_id": segment_id})), 1.0)
         task = asyncio.create_task(ws.close(), name="orpheus-ws-close")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)

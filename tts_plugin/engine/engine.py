@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..protocol import SAMPLE_RATE
 from ..settings import EngineSettings
 from .decode_batcher import DecodePool
 from .decode_stage import DecodeExecutor, StreamDecoder, float_to_pcm16, pcm_from_frames
@@ -32,7 +33,7 @@ from .generator import SamplingOptions, TokenGenerator
 from .profiles import ModelProfile, get_profile
 from .prompt import PromptBuilder
 from .remote_generator import RemoteTokenGenerator
-from .snac_codec import SAMPLE_RATE, CodecConfig, SnacCodec, load_snac, resolve_device
+from .snac_codec import CodecConfig, SnacCodec, load_snac, resolve_device
 from .text import TextError, audio_token_budget, split_sentences, validate
 from .voices import VoiceCatalog
 from .window_decoder import WindowDecoder
@@ -81,13 +82,17 @@ class SpeechMetrics:
         """Wall time per second of audio (< 1 is faster than real time)."""
         return self.elapsed_s / self.audio_s if self.audio_samples else None
 
-    def as_dict(self) -> dict:
-        return dict(request_id=self.request_id, ttfb_s=self.ttfb_s,
-                    first_audio_after_token_s=self.first_audio_after_token_s,
-                    tokens_at_first_audio=self.tokens_at_first_audio, audio_s=self.audio_s,
-                    elapsed_s=self.elapsed_s, rtf=self.rtf, tokens=self.tokens, frames=self.frames,
-                    invalid_tokens=self.invalid_tokens, dropped_frames=self.dropped_frames,
-                    sentences=self.sentences, prompt_tokens=self.prompt_tokens, cancelled=self.cancelled)
+    def add(self, part: SpeechMetrics) -> None:
+        """Count in ``part``, a stream spoken as a piece of this one (a WebSocket segment's sentences)."""
+        if self.first_audio_at is None:
+            self.first_audio_at = part.first_audio_at
+        self.audio_samples += part.audio_samples
+        self.tokens += part.tokens
+        self.frames += part.frames
+        self.invalid_tokens += part.invalid_tokens
+        self.dropped_frames += part.dropped_frames
+        self.sentences += part.sentences
+        self.prompt_tokens += part.prompt_tokens
 
 
 async def _timed(tokens: AsyncIterator[list[int]], metrics: SpeechMetrics) -> AsyncIterator[list[int]]:

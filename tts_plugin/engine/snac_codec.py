@@ -19,18 +19,18 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..protocol import SAMPLE_RATE
 from .frames import frames_to_snac_codes
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 24000
 HOP = 512  # samples per latent frame
 FRAME_SAMPLES = 2048  # samples per Orpheus frame (4 latent frames)
 LATENTS_PER_FRAME = FRAME_SAMPLES // HOP
 
 # hubertsiuzdak/snac_24khz config.json (used to build the 'random' test codec).
 SNAC_24KHZ_CONFIG = dict(
-    sampling_rate=24000, encoder_dim=48, encoder_rates=[2, 4, 8, 8], decoder_dim=1024,
+    sampling_rate=SAMPLE_RATE, encoder_dim=48, encoder_rates=[2, 4, 8, 8], decoder_dim=1024,
     decoder_rates=[8, 8, 4, 2], attn_window_size=None, codebook_size=4096, codebook_dim=8,
     vq_strides=[4, 2, 1], noise=True, depthwise=True,
 )

@@ -17,6 +17,7 @@ import math
 import re
 import unicodedata
 
+from ..protocol import SAMPLE_RATE
 from .profiles import FRAME_TOKENS
 
 TAG = re.compile(r"<[a-z_]+>")
@@ -37,7 +38,7 @@ _SENTENCE_END = ".!?\u2026\u3002\uff0e\uff01\uff1f\n"
 _END_THEN_WORD = re.compile(rf"[{_SENTENCE_END}](?:<[a-z_]+>|[^\w<]|<(?![a-z_]*(?:>|$)))*\w")
 _LAST_SENTENCE_END = re.compile(rf"[{_SENTENCE_END}][^{_SENTENCE_END}]*$")
 
-TOKENS_PER_SECOND = 24000 / 2048 * FRAME_TOKENS  # 82.03 audio tokens per second of speech
+TOKENS_PER_SECOND = SAMPLE_RATE / 2048 * FRAME_TOKENS  # 82.03 audio tokens per second of speech
 
 
 class TextError(ValueError):

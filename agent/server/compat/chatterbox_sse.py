@@ -20,7 +20,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import ConfigDict, Field
 from starlette.datastructures import UploadFile
 
-from ..audio_formats import SAMPLE_RATE
+from tts_plugin.protocol import SAMPLE_RATE, ErrorCode
+
 from ..errors import ApiError
 from ..speech_request import SamplingFields, SpeechRequest
 from . import foreign
@@ -48,7 +49,7 @@ async def synthesize_stream(request: Request) -> StreamingResponse:
     """Form data in; SSE ``audio_chunk`` / ``done`` / ``error`` events out."""
     form = await request.form()
     if isinstance(form.get("audio_prompt"), UploadFile) or form.get("audio_prompt"):
-        raise ApiError(400, foreign.describe("audio_prompt"), param="audio_prompt")
+        raise ApiError(ErrorCode.INVALID_REQUEST, foreign.describe("audio_prompt"), param="audio_prompt")
     fields = foreign.drop_neutral({k: v for k, v in form.items() if k != "audio_prompt"})
     body = validated(SynthesizeForm, fields)
     began = time.perf_counter()

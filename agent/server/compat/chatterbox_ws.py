@@ -23,8 +23,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import AliasChoices, ConfigDict, Field
 from starlette.websockets import WebSocketState
 
+from tts_plugin.protocol import SAMPLE_RATE, ErrorCode
+
 from .. import http_api
-from ..audio_formats import SAMPLE_RATE, WavEncoder
+from ..audio_formats import WavEncoder
 from ..errors import ApiError
 from ..speech_request import SamplingFields, SpeechRequest
 from ..state import ServerState
@@ -99,13 +101,13 @@ class ChatterboxSocket:
         elif kind == "stream_request":
             self._start(data.get("data"))
         else:
-            raise ClientError("unknown_type", f"unknown message type {kind!r}; expected stream_request, cancel or ping")
+            raise ClientError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}; expected stream_request, cancel or ping")
 
     def _start(self, data: object) -> None:
         if self.task is not None and not self.task.done():
-            raise ClientError("busy", "a stream is already running on this connection; cancel it or wait for done")
+            raise ClientError(ErrorCode.BUSY, "a stream is already running on this connection; cancel it or wait for done")
         if not isinstance(data, dict):
-            raise ClientError("bad_request", 'stream_request needs a "data" object with at least "input"')
+            raise ClientError(ErrorCode.BAD_REQUEST, 'stream_request needs a "data" object with at least "input"')
         body = _validated(StreamRequestData, foreign.drop_neutral(data))
         try:
             stream = http_api.open_stream(self.state, body.speech(), "chatterbox_ws")
@@ -186,7 +188,7 @@ async def audio_speech(request: Request, stream_format: Literal["audio", "sse"] 
     try:
         data = await request.json()
     except ValueError:
-        raise ApiError(400, "malformed JSON: cannot parse the body") from None
+        raise ApiError(ErrorCode.BAD_JSON, "malformed JSON: cannot parse the body") from None
     if isinstance(data, dict):
         data = foreign.drop_neutral(data)
         if stream_format is not None:

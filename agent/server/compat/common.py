@@ -12,9 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from tts_plugin.engine.engine import SpeechStream
+from tts_plugin.protocol import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
 
 from .. import http_api
-from ..audio_formats import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
 from ..speech_request import SpeechRequest
 from ..state import ServerState
 

@@ -20,7 +20,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import ConfigDict, Field
 
-from ..audio_formats import SAMPLE_RATE
+from tts_plugin.protocol import SAMPLE_RATE, to_ms
+
 from ..errors import ApiError
 from ..speech_request import SamplingFields, SpeechRequest
 from .common import pcm_chunks, server, start, wav_file
@@ -42,17 +43,13 @@ class OrpheusFastApiRequest(SamplingFields):
         return SpeechRequest(input=self.text, voice=self.voice, response_format="pcm", **sampling)
 
 
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 1)
-
-
 async def _whole(request: Request, body: OrpheusFastApiRequest, transport: str) -> tuple[bytes, dict]:
     began = time.perf_counter()
     stream = await start(request, body.speech(), transport)
     async with aclosing(pcm_chunks(request, stream, transport)) as chunks:
         pcm = b"".join([chunk async for chunk in chunks])
     timings = {"duration_seconds": round(len(pcm) / 2 / SAMPLE_RATE, 4),
-               "processing_time_ms": _ms(time.perf_counter() - began), "ttfa_ms": _ms(stream.metrics.ttfb_s)}
+               "processing_time_ms": to_ms(time.perf_counter() - began), "ttfa_ms": to_ms(stream.metrics.ttfb_s)}
     return pcm, timings
 
 
@@ -90,11 +87,11 @@ async def tts_stream(body: OrpheusFastApiRequest, request: Request) -> Streaming
                     event = {"chunk": chunks, "audio_base64": base64.b64encode(pcm).decode(), "samples": n,
                              "duration_ms": round(n / SAMPLE_RATE * 1000, 1)}
                     if chunks == 1:
-                        event["ttfa_ms"] = _ms(stream.metrics.ttfb_s)
+                        event["ttfa_ms"] = to_ms(stream.metrics.ttfb_s)
                     yield _data(event)
             yield _data({"event": "complete", "total_chunks": chunks, "total_samples": samples,
                          "total_duration_s": round(samples / SAMPLE_RATE, 4),
-                         "processing_time_ms": _ms(time.perf_counter() - began)})
+                         "processing_time_ms": to_ms(time.perf_counter() - began)})
         except Exception as exc:  # noqa: BLE001 - headers are gone: report in the stream
             log.exception("stream %s failed", stream.metrics.request_id)
             yield _data({"event": "error", "error": str(exc)})
@@ -111,7 +108,7 @@ def _data(event: dict) -> bytes:
 async def voices(request: Request) -> dict:
     """``{"voices": [names], "default", "count"}``."""
     state = server(request)
-    if not state.ready:
-        raise ApiError(503, "model is still loading", code="not_ready")
+    if (refusal := state.refusal()) is not None:
+        raise ApiError(*refusal)
     names = list(state.engine.voices)
     return {"voices": names, "default": state.engine.default_voice, "count": len(names)}
