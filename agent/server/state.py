@@ -53,7 +53,9 @@ class ServerState:
             return "engine_failed"
         if self.draining:
             return "draining"
-        return "loading" if self.engine is None else "ok"
+        if self.engine is None:
+            return "loading"
+        return "vllm_unreachable" if self.engine.unreachable else "ok"
 
     @property
     def ready(self) -> bool:
@@ -69,4 +71,6 @@ class ServerState:
             return "draining", "the server is shutting down and takes no new streams; retry shortly"
         if status == "loading":
             return "not_ready", "model is still loading"
+        if status == "vllm_unreachable":
+            return "vllm_unreachable", "the language model server (vLLM) is unreachable; retry shortly"
         return None

@@ -270,8 +270,8 @@ class SpeechSocket:
         text = msg.spoken_text
         try:
             if text.strip():
-                if not self.state.ready:
-                    raise ClientError("not_ready", "model is still loading", msg.segment_id)
+                if (refusal := self.state.refusal()) is not None:
+                    raise ClientError(*refusal, msg.segment_id)
                 seg = self._new_segment(msg, text, whole=True)
                 seg.push(text)
                 seg.close()

@@ -33,9 +33,10 @@ _STATUS_BY_CODE = {
     "bad_request": 400, "invalid_request": 400, "invalid_text": 400, "invalid_voice": 400,
     "unknown_voice": 400, "text_too_long": 400, "too_large": 413, "too_many_segments": 429, "busy": 429,
     "overloaded": 503, "not_ready": 503, "unavailable": 503, "draining": 503, "shutting_down": 503,
-    "engine_failed": 503, "engine_error": 500,
+    "engine_failed": 503, "vllm_unreachable": 503, "engine_error": 500,
 }
-_RETRYABLE = {"busy", "overloaded", "not_ready", "unavailable", "draining", "shutting_down", "engine_failed"}
+_RETRYABLE = {"busy", "overloaded", "not_ready", "unavailable", "draining", "shutting_down", "engine_failed",
+              "vllm_unreachable"}
 
 
 def ws_url(base_url: str) -> str:
