@@ -21,11 +21,12 @@ setup: system-deps python-deps livekit-server livekit-sip web-deps
 
 # Debian packages: Chromium for browser tests, PortAudio for `console` mode, a C compiler for
 # the Snake kernel the SNAC decoder builds on first use; for the phone path Redis (shared by
-# livekit-server and livekit-sip) and the codec libraries livekit-sip links (cgo).
-SYSTEM_PKGS := chromium libportaudio2 gcc patch curl redis-server pkg-config libopus-dev libopusfile-dev libsoxr-dev
+# livekit-server and livekit-sip) and the codec libraries livekit-sip links (cgo); HAProxy balances
+# TTS replicas (deploy/haproxy.cfg, the scale-out tests).
+SYSTEM_PKGS := chromium libportaudio2 gcc patch curl redis-server pkg-config libopus-dev libopusfile-dev libsoxr-dev haproxy
 system-deps:
 	@if ! command -v chromium >/dev/null || ! command -v cc >/dev/null || ! ldconfig -p | grep -q libportaudio.so.2 \
-		|| ! command -v redis-server >/dev/null || ! command -v patch >/dev/null || ! command -v curl >/dev/null || ! pkg-config --exists opus opusfile soxr 2>/dev/null; then \
+		|| ! command -v redis-server >/dev/null || ! command -v haproxy >/dev/null || ! command -v patch >/dev/null || ! command -v curl >/dev/null || ! pkg-config --exists opus opusfile soxr 2>/dev/null; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_PKGS); \
 	fi
 
@@ -99,7 +100,7 @@ test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The fast tier (no process, no model): seconds. Other tiers: engine, server, livekit, browser, phone.
+# The fast tier (no process, no model): seconds. Other tiers: engine, server, livekit, browser, phone, scaleout.
 test-unit: python-deps
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 

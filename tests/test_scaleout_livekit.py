@@ -103,8 +103,10 @@ async def cluster(livekit_cluster: LiveKitCluster):
     await livekit_cluster.delete_rooms()
 
 
-async def test_six_rooms_across_both_nodes_each_hear_their_own_agent_and_jobs_fill_both_workers(cluster):
+async def test_six_rooms_across_both_nodes_each_hear_their_own_agent_and_jobs_fill_both_workers_and_tts_replicas(
+        cluster, tts_cluster):
     a, b = cluster.a, cluster.b
+    admitted_before = [replica.streams_admitted() for replica in tts_cluster.replicas]
     # (host node, node the listener connects through): all four pairings; every room created through B
     layout = list(itertools.islice(itertools.cycle([(a, a), (a, b), (b, a), (b, b)]), ROOMS))
     tag = uuid.uuid4().hex[:6]
@@ -134,6 +136,9 @@ async def test_six_rooms_across_both_nodes_each_hear_their_own_agent_and_jobs_fi
     assert sorted(itertools.chain(*served)) == sorted(names)  # every room's job ran once
     # each worker took rooms up to its capacity; the rest went to the other worker
     assert [len(rooms_of_worker) for rooms_of_worker in served] == [JOBS_PER_WORKER, JOBS_PER_WORKER]
+    # the workers' speech went through the balancer to both TTS replicas
+    admitted = [replica.streams_admitted() - before for replica, before in zip(tts_cluster.replicas, admitted_before)]
+    assert all(count > 0 for count in admitted), admitted
 
 
 async def test_killing_node_b_ends_its_listeners_cleanly_and_its_rooms_agents_carry_on_through_node_a(cluster):

@@ -79,6 +79,7 @@ class ErrorCode(StrEnum):
     DRAINING = "draining", 503, True, "the server is shutting down and takes no new streams"
     SHUTTING_DOWN = "shutting_down", 503, True, "the server shut down while this segment ran; it was ended"
     ENGINE_FAILED = "engine_failed", 503, True, "the engine died; the server is restarting"
+    VLLM_UNREACHABLE = "vllm_unreachable", 503, True, "a replica's remote vLLM server does not answer; retry (another replica)"
 
     @property
     def closes_connection(self) -> bool:

@@ -65,6 +65,12 @@ class EngineSettings(SamplingDefaults, BaseSettings):
     vllm_wait_s: float = Field(
         120.0, ge=0, description="how long start-up waits for an unreachable remote vLLM server (it may still be loading)"
     )
+    vllm_health_interval_s: float = Field(
+        1.0, gt=0, le=60, description="how often a replica checks its remote vLLM server (its /health follows)"
+    )
+    vllm_health_timeout_s: float = Field(
+        3.0, gt=0, le=60, description="a remote vLLM health check taking longer counts as unreachable"
+    )
     constrain_tokens: bool = Field(
         True, description="logits processor keeping every token inside its SNAC slot's code range"
     )

@@ -13,13 +13,14 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from tts_plugin.engine.engine import OrpheusEngine
+from tts_plugin.engine.remote_generator import RemoteTokenGenerator
 
 from . import http_api, rtc, ws_api
 from .auth import AccessGuard
 from .compat import chatterbox_sse, chatterbox_ws, orpheus_fastapi
 from .config import ServerSettings
 from .errors import BodySizeLimit, install_error_handlers
-from .lifecycle import ConnectionScopes, watch_engine
+from .lifecycle import ConnectionScopes, watch_engine, watch_vllm
 from .livekit_token import LiveKitTokenConfig, livekit_token_router
 from .request_id import RequestIdMiddleware
 from .rtc import RtcListeners
@@ -70,14 +71,18 @@ def create_app(settings: ServerSettings, engine: OrpheusEngine | None = None, *,
             await loaded.warmup()
         state.engine = loaded
         state.rtc = RtcListeners(state)
-        watcher = asyncio.create_task(watch_engine(state, lambda code: state.exit_server(code)), name="engine-watch")
+        watchers = [asyncio.create_task(watch_engine(state, lambda code: state.exit_server(code)), name="engine-watch")]
+        if isinstance(loaded.generator, RemoteTokenGenerator):
+            watchers.append(asyncio.create_task(watch_vllm(loaded.generator, settings.vllm_health_interval_s),
+                                                name="vllm-watch"))
         log.info("ready: voices %s", ", ".join(loaded.voices))
         try:
             yield
         finally:
-            watcher.cancel()
-            with suppress(asyncio.CancelledError):
-                await watcher
+            for watcher in watchers:
+                watcher.cancel()
+                with suppress(asyncio.CancelledError):
+                    await watcher
             await state.rtc.aclose()
             state.engine = None
             if owned:

@@ -229,7 +229,8 @@ async def stream_sse(body: SpeechRequest, request: Request) -> StreamingResponse
 
 @router.get("/health", tags=["info"])
 async def health(request: Request) -> JSONResponse:
-    """200 only when new streams are taken; 503 with status draining or engine_failed."""
+    """200 only when new streams are taken; 503 with status draining, engine_failed or
+    vllm_unreachable (a replica whose remote vLLM server does not answer)."""
     state = _state(request)
     engine = None if state.engine_failed else state.engine
     body = {
@@ -246,6 +247,8 @@ async def health(request: Request) -> JSONResponse:
     }
     if state.failure:
         body["error"] = state.failure
+    elif state.status == "vllm_unreachable":
+        body["error"] = state.refusal()[1]
     return JSONResponse(body, status_code=200 if state.ready else 503)
 
 

@@ -10,6 +10,9 @@ engine watchdog.
   1012, HTTP bodies cut, WebRTC utterances ended), then the server exits 0.
 - ``watch_engine``: when the vLLM engine core dies, /health turns 503 and the server exits 1 so a
   supervisor restarts it (the engine cannot come back inside this process).
+- ``watch_vllm``: a replica generating on a remote ``vllm serve`` probes it; while it does not
+  answer, /health says 503 "vllm_unreachable" (so a balancer takes the replica out) and new streams
+  are refused with that code; once it answers again the replica serves again, without a restart.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .admission import Slot
 
 if TYPE_CHECKING:
+    from tts_plugin.engine.remote_generator import RemoteTokenGenerator
+
     from .state import ServerState
 
 log = logging.getLogger("orpheus.server")
@@ -127,3 +132,10 @@ async def watch_engine(state: ServerState, exit_server: Callable[[int], None]) -
             exit_server(1)
             return
         await asyncio.sleep(WATCH_INTERVAL_S)
+
+
+async def watch_vllm(generator: RemoteTokenGenerator, interval_s: float) -> None:
+    """Probe the remote vLLM server every ``interval_s``; its ``unreachable`` drives /health and refusals."""
+    while True:
+        await generator.probe()
+        await asyncio.sleep(interval_s)

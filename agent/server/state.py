@@ -56,7 +56,9 @@ class ServerState:
             return ErrorCode.DRAINING
         # The engine loads in the lifespan, before uvicorn accepts connections, and is gone only
         # after it stops taking them: "stopped" is a guard, not a state clients wait out.
-        return "stopped" if self.engine is None else "ok"
+        if self.engine is None:
+            return "stopped"
+        return ErrorCode.VLLM_UNREACHABLE if self.engine.unreachable else "ok"
 
     @property
     def ready(self) -> bool:
@@ -72,4 +74,6 @@ class ServerState:
             return ErrorCode.DRAINING, "the server is shutting down and takes no new streams; retry shortly"
         if status == "stopped":
             return ErrorCode.NOT_READY, "the speech engine is not running"
+        if status == ErrorCode.VLLM_UNREACHABLE:
+            return ErrorCode.VLLM_UNREACHABLE, "the language model server (vLLM) is unreachable; retry shortly"
         return None

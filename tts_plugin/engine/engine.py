@@ -242,6 +242,11 @@ class OrpheusEngine:
         return bool(getattr(self.generator, "failed", False))
 
     @property
+    def unreachable(self) -> str | None:
+        """Why the remote vLLM server cannot be used now (None: it answers, or vLLM runs in this process)."""
+        return getattr(self.generator, "unreachable", None)
+
+    @property
     def decode_busy_s(self) -> float:
         """Wall time the SNAC decode workers have spent decoding, all streams together."""
         return (self.decode_pool.busy_s if self.decode_pool is not None else 0.0) + self.executor.busy_s

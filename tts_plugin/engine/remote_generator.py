@@ -9,6 +9,10 @@ The request carries the prompt as token ids and asks for ``return_token_ids``, s
 detokenized or re-tokenized on either side. The slot constraint works when the vLLM server was
 started with ``--logits-processors tts_plugin.engine.logits:SlotConstraint`` (orpheus-rtc
 installed next to vLLM); without it the flag is ignored and the frame assembler drops bad frames.
+
+Reachability: ``probe()`` (called periodically by the server's watchdog) asks vLLM's ``/health``;
+``unreachable`` says why the server cannot be used right now, and clears once it answers again.
+A request that cannot even connect marks it at once, without waiting for the next probe.
 """
 
 from __future__ import annotations
@@ -32,22 +36,24 @@ log = logging.getLogger(__name__)
 
 class RemoteTokenGenerator:
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, constrain_tokens: bool = True,
-                 connect_timeout_s: float = 10.0) -> None:
+                 connect_timeout_s: float = 10.0, health_timeout_s: float = 3.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.constrain_tokens = constrain_tokens
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # No total timeout: a long utterance streams for minutes; a stalled socket still fails.
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=60)
+        self._health_timeout = aiohttp.ClientTimeout(total=health_timeout_s)
         self._session: aiohttp.ClientSession | None = None
         self._running = 0
+        self.unreachable: str | None = None  # why the server cannot be used now; None while it answers
 
     @classmethod
     async def connect(cls, settings: EngineSettings) -> RemoteTokenGenerator:
         """Wait (up to ``vllm_wait_s``) for the server to be up, check that it serves the model."""
         api_key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
         generator = cls(settings.vllm_url, settings.vllm_model or settings.model, api_key=api_key,
-                        constrain_tokens=settings.constrain_tokens)
+                        constrain_tokens=settings.constrain_tokens, health_timeout_s=settings.vllm_health_timeout_s)
         try:
             served = await generator._served_models(settings.vllm_wait_s)
         except BaseException:
@@ -74,6 +80,23 @@ class RemoteTokenGenerator:
                 await asyncio.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
             except aiohttp.ClientError as exc:
                 raise GenerationError(f"vLLM server {self.base_url} failed: {exc}") from exc
+
+    async def probe(self) -> bool:
+        """One health check (vLLM's ``/health``: 200 while its engine runs); updates ``unreachable``."""
+        try:
+            async with self._http().get(f"{self.base_url}/health", timeout=self._health_timeout) as response:
+                reason = None if response.status == 200 else f"answered {response.status} to /health"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self._set_unreachable(reason)
+        return reason is None
+
+    def _set_unreachable(self, reason: str | None) -> None:
+        if reason and not self.unreachable:
+            log.warning("vLLM server %s unreachable (%s): refusing new streams until it answers", self.base_url, reason)
+        elif self.unreachable and not reason:
+            log.info("vLLM server %s answers again", self.base_url)
+        self.unreachable = reason
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -116,6 +139,8 @@ class RemoteTokenGenerator:
                     if token_ids:
                         yield token_ids
         except aiohttp.ClientError as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError):  # nothing listens: no need to wait for a probe
+                self._set_unreachable(f"{type(exc).__name__}: {exc}")
             raise GenerationError(f"vLLM server {self.base_url} failed: {exc}") from exc
         finally:
             self._running -= 1
