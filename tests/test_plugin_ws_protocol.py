@@ -28,8 +28,10 @@ class ScriptedServer:
     """Speaks TONE for every segment; ``stale`` first replays audio of a foreign segment id."""
 
     def __init__(self, *, stale: bool = False, error_code: str | None = None, endless: bool = False,
-                 error_once: bool = False) -> None:
+                 error_once: bool = False, heartbeat: float | None = None, model: str | None = None) -> None:
         self.stale, self.error_code, self.endless, self.error_once = stale, error_code, endless, error_once
+        self.heartbeat, self.model = heartbeat, model  # heartbeat: ping that often, close without a pong
+        self.connections = 0
         self.errors_sent = 0
         self.messages: list[dict] = []
         self.cancelled = asyncio.Event()
@@ -37,8 +39,9 @@ class ScriptedServer:
         self.url = ""
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
+        ws = web.WebSocketResponse(heartbeat=self.heartbeat)
         await ws.prepare(request)
+        self.connections += 1
         speaker: asyncio.Task | None = None
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -72,7 +75,7 @@ class ScriptedServer:
             await ws.send_json({"type": "end", "segment_id": "old-turn", "cancelled": True})
             await ws.send_bytes(b"\xff\x7f" * 4800)  # a frame outside any segment
         await ws.send_json({"type": "start", "segment_id": sid, "sample_rate": 24000, "channels": 1,
-                            "format": "pcm_s16le"})
+                            "format": "pcm_s16le", **({"model": self.model} if self.model else {})})
         await ws.send_bytes(TONE)
         while self.endless:
             await asyncio.sleep(0.05)
@@ -110,6 +113,32 @@ async def test_audio_of_another_segment_on_the_socket_is_never_played():
         finally:
             await tts.aclose()
     assert is_tone(pcm_of(frame))  # exactly this segment's audio, none of the 0x7fff junk
+
+
+async def test_an_idle_pooled_socket_answers_the_servers_pings_and_serves_the_next_turn():
+    # The server closes a socket that leaves its pings unanswered; aiohttp answers only while
+    # something reads, so without the pool's idle reader the second turn would find a dead socket.
+    async with ScriptedServer(heartbeat=0.5) as server:
+        tts = OrpheusTTS(server_url=server.url)
+        try:
+            first = await tts.synthesize("Hello there.", conn_options=NO_RETRY).collect()
+            await asyncio.sleep(2.5)  # five ping intervals with nobody speaking
+            second = await tts.synthesize("Hello again.", conn_options=NO_RETRY).collect()
+        finally:
+            await tts.aclose()
+    assert is_tone(pcm_of(first)) and is_tone(pcm_of(second))
+    assert server.connections == 1  # the same socket, kept alive while it sat in the pool
+
+
+async def test_the_plugin_reports_the_checkpoint_the_server_names():
+    async with ScriptedServer(model="my-orpheus-finetune") as server:
+        tts = OrpheusTTS(server_url=server.url)
+        try:
+            assert tts.model == "orpheus"  # the family, before the server has said more
+            await tts.synthesize("Hello there.", conn_options=NO_RETRY).collect()
+            assert tts.model == "my-orpheus-finetune"
+        finally:
+            await tts.aclose()
 
 
 async def test_stream_sends_tokens_then_ends_the_segment_with_continue_false():

@@ -377,7 +377,7 @@ class SpeechSocket:
     async def _speak_segment(self, seg: Segment, stats: SpeechMetrics) -> None:
         stats.started_at = time.perf_counter()  # the segment's TTFB and elapsed time count from here
         await self.send_json({"type": ServerMessage.START, "segment_id": seg.id, "sample_rate": SAMPLE_RATE,
-                              "channels": CHANNELS, "format": PCM_FORMAT})
+                              "channels": CHANNELS, "format": PCM_FORMAT, "model": self.state.settings.model})
         splitter = SentenceSplitter()
         while True:
             piece = await seg.pieces.get()

@@ -5,7 +5,9 @@ One stream = one segment with a fresh id. LLM tokens go to the server as they ar
 end sends ``continue: false``. Binary frames count only between ``start`` and ``end`` of this
 stream's segment id, so audio of an interrupted turn is never played, even on a reused socket.
 An interrupted stream sends ``cancel`` (the server stops generating at once) and its socket is
-dropped; sockets of streams that finished cleanly go back to the pool.
+dropped; sockets of streams that finished cleanly go back to the pool, where a reader answers the
+server's pings (aiohttp answers them only while someone reads; unanswered, the server closes an idle
+socket after its ping timeout and the next turn would fail on it).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from contextlib import suppress
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import aiohttp
@@ -59,6 +61,8 @@ class ServerBackend(SpeechBackend):
         self._session = http_session
         self._owns_session = False
         self._closing: set[asyncio.Task[Any]] = set()
+        self._idle_readers: dict[aiohttp.ClientWebSocketResponse, asyncio.Task[None]] = {}
+        self._model = "orpheus"  # the model family, until the server names its checkpoint
         self._pool = utils.ConnectionPool[aiohttp.ClientWebSocketResponse](
             connect_cb=self._connect_ws,
             close_cb=self._close_ws,
@@ -68,7 +72,7 @@ class ServerBackend(SpeechBackend):
 
     @property
     def model(self) -> str:
-        return "orpheus"
+        return self._model
 
     @property
     def url(self) -> str:
@@ -104,7 +108,47 @@ class ServerBackend(SpeechBackend):
         await ws.close()
 
     def prewarm(self) -> None:
-        self._pool.prewarm()
+        """Open a socket now (e.g. while an agent job connects its room), ready for the first turn."""
+        async def warm() -> None:
+            with suppress(APIError):  # the first turn connects (and reports) again
+                async with self._connection(timeout=10.0):
+                    pass
+
+        task = asyncio.create_task(warm(), name="orpheus-ws-prewarm")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    @asynccontextmanager
+    async def _connection(self, *, timeout: float):
+        """A pooled socket, as ``ConnectionPool.connection`` hands it out, whose idle reader is
+        stopped while it is ours and started again when it goes back."""
+        while True:
+            ws = await self._pool.get(timeout=timeout)
+            reader = self._idle_readers.pop(ws, None)
+            if reader is not None:
+                reader.cancel()
+                await asyncio.wait([reader])
+                if not reader.cancelled():
+                    continue  # the socket ended while idle (its reader took it out of the pool)
+            if not ws.closed:
+                break
+            self._pool.remove(ws)
+        try:
+            yield ws
+        except BaseException:
+            self._pool.remove(ws)
+            raise
+        self._pool.put(ws)
+        self._idle_readers[ws] = asyncio.create_task(self._read_while_idle(ws), name="orpheus-ws-idle")
+
+    async def _read_while_idle(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Answer pings (aiohttp does it inside ``receive``) until the socket is taken or ends."""
+        ended = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+                 aiohttp.WSMsgType.ERROR)
+        while (await ws.receive()).type not in ended:
+            pass  # a late message of an earlier segment: nobody's
+        self._idle_readers.pop(ws, None)
+        self._pool.remove(ws)
 
     async def speak(
         self,
@@ -120,7 +164,7 @@ class ServerBackend(SpeechBackend):
         if first is None:
             return  # nothing to say: no socket, no segment
 
-        async with self._pool.connection(timeout=conn_options.timeout) as ws:
+        async with self._connection(timeout=conn_options.timeout) as ws:
             audio = utils.aio.Chan[bytes]()
             input_done = asyncio.Event()
             send = asyncio.create_task(
@@ -212,6 +256,7 @@ class ServerBackend(SpeechBackend):
                 if event.get("sample_rate", SAMPLE_RATE) != SAMPLE_RATE:
                     raise APIStatusError(f"unexpected sample rate {event.get('sample_rate')}",
                                          status_code=500, retryable=False)
+                self._model = event.get("model") or self._model
                 ours = True
             elif kind == ServerMessage.METRICS:
                 logger.debug("server metrics", extra={"segment_id": segment_id, "metrics": event})
@@ -231,6 +276,9 @@ class ServerBackend(SpeechBackend):
         task.add_done_callback(self._closing.discard)
 
     async def aclose(self) -> None:
+        for reader in self._idle_readers.values():
+            reader.cancel()
+        self._idle_readers.clear()
         await self._pool.aclose()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
