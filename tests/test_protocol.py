@@ -40,6 +40,7 @@ EXPECTED = {
     "draining": (APIStatusError, 503, True),
     "shutting_down": (APIStatusError, 503, True),
     "engine_failed": (APIStatusError, 503, True),
+    "vllm_unreachable": (APIStatusError, 503, True),
 }
 
 # Where the server's code names an error code: the position of the code among these calls' arguments

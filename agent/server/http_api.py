@@ -247,7 +247,7 @@ async def health(request: Request) -> JSONResponse:
     }
     if state.failure:
         body["error"] = state.failure
-    elif state.status == "vllm_unreachable":
+    elif state.status == ErrorCode.VLLM_UNREACHABLE:
         body["error"] = state.refusal()[1]
     return JSONResponse(body, status_code=200 if state.ready else 503)
 
