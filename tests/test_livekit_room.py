@@ -108,13 +108,20 @@ async def listener_in_room(livekit_server, agent_worker):
     await listener.close()
 
 
+CONCEALMENT_S = 0.25  # less than one sentence (SENTENCE_S): a sentence heard twice still fails
+
+
 def assert_duration(runs: list[tuple[float, float]], made_s: float) -> None:
-    """The speech heard lasts as long as the speech the engine made. On a loaded CPU the engine
-    runs slower than real time and the agent's audio source fills gaps with silence; each
-    resumption can smear one 20 ms Opus frame, hence the allowance per stretch."""
+    """The speech heard lasts as long as the speech the engine made: nothing lost, nothing said
+    twice. On a loaded CPU the engine runs slower than real time and the agent's audio source fills
+    gaps with silence; each resumption can smear one 20 ms Opus frame, hence the allowance per
+    stretch. Packets that arrive late are concealed by the listener's jitter buffer with audio
+    extrapolated from the noise before them (seen in suite runs: +0.14 and +0.17 s, in one stretch),
+    which only ever adds: up to CONCEALMENT_S more is allowed."""
     heard_s = sum(length for _, length in runs)
     allowance = 0.03 + 0.02 * len(runs)
-    assert abs(heard_s - made_s) <= allowance, f"heard {heard_s:.2f} s in {runs}; the engine made {made_s:.3f} s"
+    assert made_s - allowance <= heard_s <= made_s + allowance + CONCEALMENT_S, \
+        f"heard {heard_s:.2f} s in {runs}; the engine made {made_s:.3f} s"
 
 
 async def test_listener_hears_the_agent_greeting_with_the_engines_duration(listener_in_room, agent_worker):
