@@ -1,6 +1,6 @@
-"""The TTS tier scaled out: what the balancer costs, how long a failover and a drain take.
+"""The whole shape scaled out: rooms served, what the balancer costs, how long a failover and a drain take.
 
-    python bench/scaleout.py [--rounds 20] [--failovers 2] [--drains 1]
+    python bench/scaleout.py [--rooms 6] [--room-rounds 1] [--rounds 20] [--failovers 2] [--drains 1]
 
 Starts the cluster the scale-out tests use (tests/fixtures/tts_cluster.py): one `vllm serve` on the
 tiny model, two TTS replicas generating on it, HAProxy with deploy/haproxy.cfg. Then:
@@ -14,6 +14,11 @@ tiny model, two TTS replicas generating on it, HAProxy with deploy/haproxy.cfg. 
   plain TTFB of the same run is printed beside it: the difference is what the failure itself costs.
 - Drain: a long PCM stream through the balancer; once its audio flows, its replica gets SIGTERM.
   Drain time = SIGTERM -> process exit; also SIGTERM -> the stream's last byte.
+
+- Rooms served (``--rooms``, 0 to skip): Redis, two livekit-server nodes and two agent workers in
+  start mode speaking through the balancer (bench/scaleout_livekit.py's cluster setup); ``--rooms``
+  listeners join new rooms at once, each round; a room is served when its listener hears the
+  greeting; join -> greeting heard p50/p95. (bench/scaleout_livekit.py alone compares one node.)
 
 Prints one JSON object. The model is random: this measures the plumbing, not speech.
 """
@@ -36,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from livekit.agents import APIConnectOptions  # noqa: E402
 
+from bench.scaleout_livekit import run_setup as run_livekit_cluster  # noqa: E402
 from tests.fixtures.tts_cluster import Replica, TtsCluster, start_tts_cluster  # noqa: E402
 from tests.fixtures.vllm_server import start_vllm_server  # noqa: E402
 from tts_plugin import OrpheusTTS  # noqa: E402
@@ -150,13 +156,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--failovers", type=int, default=2)
     parser.add_argument("--drains", type=int, default=1)
+    parser.add_argument("--rooms", type=int, default=6, help="rooms joined at once through the LiveKit cluster (0: skip)")
+    parser.add_argument("--room-rounds", type=int, default=1)
     args = parser.parse_args()
     log_dir = Path(tempfile.mkdtemp(prefix="orpheus-scaleout-"))
     vllm = start_vllm_server(log_dir)
     try:
         cluster = start_tts_cluster(log_dir, vllm)
         try:
-            result = asyncio.run(run(args, cluster))
+            rooms = {}
+            if args.rooms:  # first: the failover and drain rounds below restart replicas
+                (log_dir / "livekit").mkdir()
+                room_args = argparse.Namespace(rooms=args.rooms, rounds=args.room_rounds, jobs_per_worker=8,
+                                               deadline=60.0)
+                rooms = {"livekit_rooms": run_livekit_cluster("cluster", cluster.balancer_url, log_dir / "livekit",
+                                                              room_args)}
+            result = {**rooms, **asyncio.run(run(args, cluster))}
         finally:
             cluster.stop()
     finally:
