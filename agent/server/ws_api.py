@@ -32,6 +32,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -209,15 +210,8 @@ class SpeechSocket:
             await self.ws.close(1012, "server restarting")
 
     async def _reader(self) -> None:
-        limit = self.state.settings.max_ws_message_bytes
-        while True:
-            try:
-                data = await receive_message(self.ws, limit)
-                if data is None:
-                    return
-                await self._handle(data)
-            except ClientError as err:
-                await self.send_error(err.code, err.message, err.segment_id)
+        await handle_messages(self.ws, self.state.settings.max_ws_message_bytes, self._handle,
+                              lambda err: self.send_error(err.code, err.message, err.segment_id))
 
     async def _handle(self, data: dict) -> None:
         kind = data.get("type")
@@ -419,6 +413,20 @@ class SpeechSocket:
     def _remember(self, segment_id: str) -> None:
         self.finished.append(segment_id)
         del self.finished[:-RECENT_SEGMENTS]
+
+
+async def handle_messages(ws: WebSocket, limit: int, handle: Callable[[dict], Awaitable[None]],
+                          refuse: Callable[[ClientError], Awaitable[None]]) -> None:
+    """Each JSON message of the client to ``handle`` until it disconnects; a message this API refuses
+    (``ClientError``, from reading or handling it) goes to ``refuse`` and the connection carries on."""
+    while True:
+        try:
+            data = await receive_message(ws, limit)
+            if data is None:
+                return
+            await handle(data)
+        except ClientError as err:
+            await refuse(err)
 
 
 async def receive_message(ws: WebSocket, limit: int) -> dict | None:

@@ -60,7 +60,7 @@ class ServerBackend(SpeechBackend):
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._session = http_session
         self._owns_session = False
-        self._closing: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Task[Any]] = set()  # prewarms, closes of dropped sockets
         self._idle_readers: dict[aiohttp.ClientWebSocketResponse, asyncio.Task[None]] = {}
         self._model = "orpheus"  # the model family, until the server names its checkpoint
         self._pool = utils.ConnectionPool[aiohttp.ClientWebSocketResponse](
@@ -115,8 +115,8 @@ class ServerBackend(SpeechBackend):
                     pass
 
         task = asyncio.create_task(warm(), name="orpheus-ws-prewarm")
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     @asynccontextmanager
     async def _connection(self, *, timeout: float):
@@ -272,16 +272,16 @@ class ServerBackend(SpeechBackend):
                 await asyncio.wait_for(
                     ws.send_str(json.dumps({"type": ClientMessage.CANCEL, "segment_id": segment_id})), 1.0)
         task = asyncio.create_task(ws.close(), name="orpheus-ws-close")
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def aclose(self) -> None:
         for reader in self._idle_readers.values():
             reader.cancel()
         self._idle_readers.clear()
         await self._pool.aclose()
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None

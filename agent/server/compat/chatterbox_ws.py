@@ -30,7 +30,7 @@ from ..audio_formats import WavEncoder
 from ..errors import ApiError
 from ..speech_request import SamplingFields, SpeechRequest
 from ..state import ServerState
-from ..ws_api import ClientError, _validated, receive_message
+from ..ws_api import ClientError, _validated, handle_messages
 from . import foreign
 from .common import server, validated
 
@@ -74,21 +74,16 @@ class ChatterboxSocket:
     async def run(self) -> None:
         await self.send_json({"type": "connected", "connection_id": uuid.uuid4().hex[:8],
                               "message": "Connected to the orpheus-rtc streaming WebSocket"})
-        limit = self.state.settings.max_ws_message_bytes
         try:
-            while True:
-                try:
-                    data = await receive_message(self.ws, limit)
-                    if data is None:
-                        return
-                    await self._handle(data)
-                except ClientError as err:
-                    self.state.metrics.error("chatterbox_ws", err.code)
-                    await self.send_json({"type": "error", "error": err.message})
+            await handle_messages(self.ws, self.state.settings.max_ws_message_bytes, self._handle, self._refuse)
         finally:
             if self.task is not None:
                 self.task.cancel()
                 await asyncio.wait([self.task])  # not gather: a drain's cancellation must stay its own
+
+    async def _refuse(self, err: ClientError) -> None:
+        self.state.metrics.error("chatterbox_ws", err.code)
+        await self.send_json({"type": "error", "error": err.message})
 
     async def _handle(self, data: dict) -> None:
         kind = data.get("type")
